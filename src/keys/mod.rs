@@ -1,0 +1,34 @@
+//! Verification keys and where they come from: the host's shared secret, the ASAP key server
+//! (`asap_key_server`, one PEM per kid at `sha256(kid).pem`) and a pre-fetched key set
+//! (`cache_keys_url`: JWKS or a Firebase-style `{kid: certificate}` map).
+//!
+//! A key's type decides which algorithms it can verify: an HMAC secret only HS*, an RSA key only
+//! RS*, a P-256 key only ES256, a P-384 key only ES384, an Ed25519 key only EdDSA. So `none` and
+//! algorithm confusion cannot happen: nothing ever turns a public key into an HMAC secret.
+
+mod fetch;
+mod jwks;
+mod material;
+mod server;
+
+pub use fetch::{FetchSettings, KeyError};
+pub use jwks::JwksSource;
+pub use material::{KeyKind, VerifyingKey};
+pub use server::KeyServer;
+
+/// Counters a key source keeps, for `stats` and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct KeySourceStats {
+    /// HTTP requests started (each retry counts).
+    pub http_requests: u64,
+    /// Lookups answered from the cache (fresh or stale).
+    pub hits: u64,
+    /// Lookups that needed a fetch.
+    pub misses: u64,
+    /// Lookups answered from the negative cache.
+    pub negative_hits: u64,
+    /// Lookups refused because the unknown-kid fetch budget was spent.
+    pub rate_limited: u64,
+    /// Stale keys served because a refetch failed.
+    pub stale_served: u64,
+}

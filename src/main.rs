@@ -1,1 +1,309 @@
-fn main() {}
+//! The `token-sidecar` command: `verify` and `mint` (and, later, `serve`).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use token_sidecar::config::{Config, HostSettings};
+use token_sidecar::room::{RoomDecision, RoomTarget, verify_room};
+use token_sidecar::token::{self, Accepted, AuthRequest, Check, Minter, Rejection, Verifier};
+
+#[derive(Parser)]
+#[command(
+    name = "token-sidecar",
+    version,
+    about = "Jitsi/Prosody JWT token verification",
+    long_about = "Verifies Jitsi Meet JWTs exactly as Prosody's token plugins do (mod_auth_token, \
+                  mod_token_verification), with their option names and error texts.\n\n\
+                  Exit status: 0 accepted / done, 1 refused, 2 usage or configuration error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a token as a login (and optionally a room join) on HOST would, and print the verdict as JSON.
+    ///
+    /// Prints one line: {"ok":true,"claims":{…},"session":{…}} or
+    /// {"ok":false,"condition":"not-allowed","text":"…","jitmeet":null|"…"}.
+    /// Exits 0 when accepted, 1 when refused, 2 on a usage or config error.
+    Verify(VerifyArgs),
+    /// Print a token signed with HOST's app_secret, or with --key, that passes HOST's checks.
+    ///
+    /// Default claims: iss = app_id, aud = "jitsi" (or the first accepted audience), sub =
+    /// muc_mapper_domain_base (or HOST), room = "*", iat = now, exp = now + --ttl.
+    Mint(MintArgs),
+}
+
+#[derive(Args)]
+struct HostArgs {
+    /// TOML file with a [hosts."HOST"] table (see docs/CONFIG.md).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The Prosody VirtualHost whose settings apply, e.g. meet.example.com.
+    #[arg(long, value_name = "HOST")]
+    host: String,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    target: HostArgs,
+    /// Also check a join of this room, e.g. room1@conference.meet.example.com or
+    /// [tenant]room1@conference.meet.example.com.
+    #[arg(long, value_name = "ROOM_JID")]
+    room: Option<String>,
+    /// The URL tenant the client connected with (the `prefix` query parameter).
+    #[arg(long, value_name = "TENANT", default_value = "")]
+    prefix: String,
+    /// Check as if the clock said this (seconds since 1970) instead of now.
+    #[arg(long, value_name = "UNIX_TIME")]
+    at: Option<i64>,
+    /// Explain on stderr: decoded header and claims, each check, and what to change on failure.
+    #[arg(long)]
+    explain: bool,
+    /// The token, or `-` to read it from stdin (safer: arguments show in the process list).
+    /// Leave it out to check a login without a token.
+    #[arg(value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+struct MintArgs {
+    #[command(flatten)]
+    target: HostArgs,
+    /// Set a claim; VALUE is parsed as JSON when it can be (numbers, true, {…}), else taken as a
+    /// string. Dotted names nest: --claim context.user.name=Alice. Repeatable.
+    #[arg(long = "claim", value_name = "NAME=VALUE")]
+    claims: Vec<String>,
+    /// Remove a default claim, e.g. --unset room. Repeatable.
+    #[arg(long = "unset", value_name = "NAME")]
+    unset: Vec<String>,
+    /// Lifetime in seconds (exp = now + TTL).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    ttl: i64,
+    /// Sign with this PEM private key (RSA, EC or Ed25519) instead of app_secret.
+    #[arg(long, value_name = "PRIVATE_KEY.pem", requires = "kid")]
+    key: Option<PathBuf>,
+    /// The kid to put in the header (with --key).
+    #[arg(long, value_name = "KID")]
+    kid: Option<String>,
+}
+
+/// A failure that is the caller's, not the token's: exit status 2.
+struct UsageError(String);
+
+impl<E: std::fmt::Display> From<E> for UsageError {
+    fn from(e: E) -> Self {
+        UsageError(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Verify(args) => verify(args),
+        Command::Mint(args) => mint(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(UsageError(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn host_settings(args: &HostArgs) -> Result<HostSettings, UsageError> {
+    let config = Config::load(&args.config)?;
+    Ok(config.host(&args.host)?.clone())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn read_token(arg: Option<String>) -> Result<Option<String>, UsageError> {
+    match arg.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .take(1 << 20)
+                .read_to_string(&mut text)
+                .map_err(|e| UsageError(format!("cannot read the token from stdin: {e}")))?;
+            Ok(Some(text.trim().to_owned()))
+        }
+        _ => Ok(arg),
+    }
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode, UsageError> {
+    let settings = host_settings(&args.target)?;
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let token = read_token(args.token)?;
+    let verifier = Verifier::new(settings)?;
+    let now = args.at.unwrap_or_else(now);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut checks = Vec::new();
+    let request = AuthRequest {
+        token: token.as_deref(),
+        ..AuthRequest::default()
+    };
+    let verdict = runtime.block_on(verifier.verify_traced(&request, now, args.explain.then_some(&mut checks)));
+
+    if args.explain {
+        explain_token(token.as_deref(), &checks, verdict.as_ref().err());
+    }
+    let accepted = match verdict {
+        Ok(accepted) => accepted,
+        Err(rejection) => {
+            print_refusal(
+                "auth",
+                rejection.reason.condition(),
+                &rejection.reason.to_string(),
+                None,
+                rejection.detail,
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+
+    let mut out = Map::new();
+    out.insert("ok".into(), Value::Bool(true));
+    let session = match &accepted {
+        Accepted::Anonymous => {
+            out.insert("anonymous".into(), Value::Bool(true));
+            out.insert("claims".into(), Value::Null);
+            token_sidecar::room::RoomSession {
+                query_prefix: &args.prefix,
+                ..Default::default()
+            }
+        }
+        Accepted::Token(verified) => {
+            out.insert("claims".into(), Value::Object(verified.claims.clone()));
+            out.insert("session".into(), serde_json::to_value(verified.session_fields())?);
+            out.insert("fingerprint".into(), Value::String(verified.fingerprint.clone()));
+            verified.room_session(&args.prefix)
+        }
+    };
+    if let Some(room) = &args.room {
+        let target = RoomTarget {
+            jid: room,
+            allow_unauthenticated_access: None,
+        };
+        match verify_room(&verifier.settings().room_policy(), &session, &target) {
+            RoomDecision::Allow { tenant_mismatch } => {
+                if args.explain {
+                    eprintln!(
+                        "  pass  room join      {room} allowed{}",
+                        if tenant_mismatch {
+                            " (tenant mismatch noted)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                out.insert(
+                    "room".into(),
+                    json!({ "jid": room, "allowed": true, "tenant_mismatch": tenant_mismatch }),
+                );
+            }
+            RoomDecision::Deny { denial, detail } => {
+                if args.explain {
+                    eprintln!("  FAIL  room join      {}: {detail}", denial.text());
+                }
+                print_refusal("room", "not-allowed", denial.text(), denial.jitmeet(), Some(detail));
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    println!("{}", Value::Object(out));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_refusal(stage: &str, condition: &str, text: &str, jitmeet: Option<&str>, detail: Option<String>) {
+    let mut out = json!({ "ok": false, "stage": stage, "condition": condition, "text": text, "jitmeet": jitmeet });
+    if let (Some(detail), Some(map)) = (detail, out.as_object_mut()) {
+        map.insert("detail".into(), Value::String(detail));
+    }
+    println!("{out}");
+}
+
+/// Prints what the token says and how each check went, for `--explain`.
+fn explain_token(token: Option<&str>, checks: &[Check], rejection: Option<&Rejection>) {
+    match token {
+        None => eprintln!("token: none"),
+        Some(token) => {
+            eprintln!(
+                "token: {} bytes, fingerprint {}",
+                token.len(),
+                token_sidecar::fingerprint(token)
+            );
+            let mut parts = token.split('.');
+            for name in ["header", "claims"] {
+                let decoded = parts.next().and_then(|p| {
+                    let bytes = base64::Engine::decode(
+                        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                        p.trim_end_matches('='),
+                    )
+                    .ok()?;
+                    serde_json::from_slice::<Value>(&bytes).ok()
+                });
+                match decoded {
+                    Some(v) => eprintln!("{name}: {}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+                    None => eprintln!("{name}: (not decodable)"),
+                }
+            }
+        }
+    }
+    eprintln!("checks:");
+    for check in checks {
+        eprintln!(
+            "  {}  {:<18} {}",
+            if check.passed { "pass" } else { "FAIL" },
+            check.step,
+            check.note
+        );
+    }
+    if let Some(rejection) = rejection {
+        eprintln!("refused: {}", rejection.reason);
+        eprintln!("to fix: {}", rejection.reason.hint());
+    }
+}
+
+fn mint(args: MintArgs) -> Result<ExitCode, UsageError> {
+    let settings = host_settings(&args.target)?;
+    let minter = match &args.key {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+            Minter::with_private_key(&settings, &pem, args.kid.clone())?
+        }
+        None => Minter::with_secret(&settings)?,
+    };
+    let mut claims = token::default_claims(&settings, now(), args.ttl);
+    for name in &args.unset {
+        token::unset_claim(&mut claims, name);
+    }
+    for assignment in &args.claims {
+        let (name, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--claim {assignment:?}: expected NAME=VALUE")))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        token::set_claim(&mut claims, name, value)?;
+    }
+    println!("{}", minter.sign(&claims)?);
+    Ok(ExitCode::SUCCESS)
+}

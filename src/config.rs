@@ -85,9 +85,30 @@ pub struct HostSettings {
 /// The daemon's own settings (`[server]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
+    /// Path of the Unix socket the shim connects to (`socket`).
     pub socket: PathBuf,
+    /// File mode of the socket, e.g. 0o660 (`socket_mode`, an octal string in TOML).
     pub socket_mode: u32,
+    /// Group (name or numeric id) given to the socket, so Prosody's group can connect (`socket_group`).
     pub socket_group: Option<String>,
+    /// Most connections served at once; further clients wait in the kernel's backlog (`max_connections`).
+    pub max_connections: usize,
+    /// Most requests being worked on for all connections together (`max_inflight`).
+    pub max_inflight: usize,
+    /// Most requests in flight on one connection; past it the daemon stops reading that
+    /// connection until replies have been written (`max_inflight_per_connection`).
+    pub max_inflight_per_connection: usize,
+    /// Longest request line in bytes, newline excluded (`max_line_bytes`).
+    pub max_line_bytes: usize,
+    /// A connection whose peer accepts no reply bytes for this long is closed (`write_timeout`, seconds).
+    pub write_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take before the daemon exits anyway
+    /// (`shutdown_grace`, seconds).
+    pub shutdown_grace: Duration,
+    /// Most verified tokens remembered for the room check (`verify_cache_size`).
+    pub verify_cache_size: u64,
+    /// Longest time a verified token is remembered, even if its `exp` is later (`verify_cache_ttl`, seconds).
+    pub verify_cache_ttl: Duration,
 }
 
 impl Default for ServerSettings {
@@ -96,6 +117,14 @@ impl Default for ServerSettings {
             socket: PathBuf::from(DEFAULT_SOCKET),
             socket_mode: 0o660,
             socket_group: None,
+            max_connections: 1024,
+            max_inflight: 1024,
+            max_inflight_per_connection: 128,
+            max_line_bytes: 64 * 1024,
+            write_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            verify_cache_size: 100_000,
+            verify_cache_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -195,10 +224,25 @@ fn parse_server(value: &Value) -> Result<ServerSettings, ConfigError> {
                     })?;
             }
             "socket_group" => server.socket_group = Some(v.as_str().ok_or_else(|| wrong("a group name"))?.to_owned()),
+            "max_connections" => server.max_connections = limit(key, v, 1, 1 << 20)? as usize,
+            "max_inflight" => server.max_inflight = limit(key, v, 1, 1 << 20)? as usize,
+            "max_inflight_per_connection" => server.max_inflight_per_connection = limit(key, v, 1, 1 << 16)? as usize,
+            "max_line_bytes" => server.max_line_bytes = limit(key, v, 1024, 16 << 20)? as usize,
+            "write_timeout" => server.write_timeout = Duration::from_secs(limit(key, v, 1, 3600)?),
+            "shutdown_grace" => server.shutdown_grace = Duration::from_secs(limit(key, v, 0, 3600)?),
+            "verify_cache_size" => server.verify_cache_size = limit(key, v, 0, 100_000_000)?,
+            "verify_cache_ttl" => server.verify_cache_ttl = Duration::from_secs(limit(key, v, 0, 86_400)?),
             other => return Err(ConfigError(format!("[server]: unknown option `{other}`"))),
         }
     }
     Ok(server)
+}
+
+/// A whole number option of `[server]` within `min..=max`.
+fn limit(key: &str, v: &Value, min: u64, max: u64) -> Result<u64, ConfigError> {
+    v.as_u64()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| ConfigError(format!("[server] {key}: expected a whole number from {min} to {max}, found {v}")))
 }
 
 fn type_name(v: &Value) -> &'static str {

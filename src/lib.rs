@@ -8,6 +8,7 @@ pub mod config;
 pub mod keys;
 pub mod luapattern;
 pub mod room;
+pub mod server;
 pub mod token;
 
 /// Lower-case hex of `bytes`.

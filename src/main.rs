@@ -1,10 +1,10 @@
-//! The `token-sidecar` command: `verify` and `mint` (and, later, `serve`).
+//! The `token-sidecar` command: `serve`, `verify`, `mint` and `bench-socket`.
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use token_sidecar::config::{Config, HostSettings};
@@ -38,6 +38,38 @@ enum Command {
     /// Default claims: iss = app_id, aud = "jitsi" (or the first accepted audience), sub =
     /// muc_mapper_domain_base (or HOST), room = "*", iat = now, exp = now + --ttl.
     Mint(MintArgs),
+    /// Run the daemon: answer the Prosody shim on a Unix socket (protocol: docs/PROTOCOL.md).
+    ///
+    /// Hosts come from the shim's `hello` and from [hosts."…"] tables of --config (hello wins).
+    /// SIGTERM/SIGINT: stop accepting, finish requests in flight, remove the socket, exit 0.
+    /// SIGHUP: reload --config; a bad file keeps the old config and logs why.
+    /// Log level: RUST_LOG (default info).
+    Serve(ServeArgs),
+    /// Load-test a running daemon over its socket and print throughput and latency percentiles.
+    BenchSocket(token_sidecar::server::bench::BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML file: [server] (socket, socket_mode, socket_group, limits) and optional [hosts."…"] tables.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Socket path; overrides [server] socket. Default /run/token-sidecar/token-sidecar.sock.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Validate the config (and build every host's verifier), then exit: 0 valid, 2 not.
+    #[arg(long)]
+    check_config: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(Args)]
@@ -104,15 +136,37 @@ impl<E: std::fmt::Display> From<E> for UsageError {
     }
 }
 
+fn init_logging(default_level: &str, format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.to_owned().into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let result = match cli.command {
-        Command::Verify(args) => verify(args),
-        Command::Mint(args) => mint(args),
+        Command::Verify(args) => {
+            init_logging("warn", LogFormat::Text);
+            verify(args)
+        }
+        Command::Mint(args) => {
+            init_logging("warn", LogFormat::Text);
+            mint(args)
+        }
+        Command::Serve(args) => {
+            init_logging("info", args.log_format);
+            serve(args)
+        }
+        Command::BenchSocket(args) => {
+            init_logging("warn", LogFormat::Text);
+            token_sidecar::server::bench::run(args)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(UsageError)
+        }
     };
     match result {
         Ok(code) => code,
@@ -121,6 +175,33 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, UsageError> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(socket) = args.socket {
+        config.server.socket = socket;
+    }
+    if args.check_config {
+        let warnings = token_sidecar::server::check(&config)?;
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
+        }
+        println!(
+            "config OK: {} host(s), socket {}",
+            config.hosts.len(),
+            config.server.socket.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(token_sidecar::server::serve(config, args.config))?;
+    // Tasks stuck past the shutdown grace must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn host_settings(args: &HostArgs) -> Result<HostSettings, UsageError> {

@@ -1,0 +1,202 @@
+//! Accepting connections and serving each one.
+//!
+//! The [`Listener`] accepts under a semaphore of `max_connections`. Each connection gets a
+//! [`Handler`]: a reader loop that takes one per-connection permit before reading each line and a
+//! global permit before working on it, spawns the work, and a writer task fed by a bounded channel.
+//! A full per-connection or global budget therefore stops reading (backpressure); a client that
+//! never reads its replies fills its channel, its work waits to hand over replies while holding its
+//! per-connection permits, and its reader stops. Nothing queues without bound.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+
+use super::Shared;
+use super::connection::{Frame, FrameReader, FrameWriter};
+use super::ops;
+use super::protocol::{ErrorCode, Reply};
+
+/// Tells a task that the daemon is shutting down; once told, stays told.
+pub struct Shutdown {
+    is_shutdown: bool,
+    notify: broadcast::Receiver<()>,
+}
+
+impl Shutdown {
+    pub fn new(notify: broadcast::Receiver<()>) -> Shutdown {
+        Shutdown {
+            is_shutdown: false,
+            notify,
+        }
+    }
+
+    /// Resolves when shutdown begins (the sender sends or is dropped).
+    pub async fn recv(&mut self) {
+        if self.is_shutdown {
+            return;
+        }
+        let _ = self.notify.recv().await;
+        self.is_shutdown = true;
+    }
+}
+
+pub struct Listener {
+    pub listener: UnixListener,
+    pub shared: Arc<Shared>,
+    pub limit_connections: Arc<Semaphore>,
+    pub notify_shutdown: broadcast::Sender<()>,
+    /// Cloned into every handler; the daemon knows all handlers are done when every clone is dropped.
+    pub shutdown_complete: mpsc::Sender<()>,
+}
+
+impl Listener {
+    /// Accepts until the task is dropped (the caller races this against the shutdown signal).
+    pub async fn run(&self) {
+        loop {
+            let Ok(permit) = self.limit_connections.clone().acquire_owned().await else {
+                return;
+            };
+            let stream = match self.listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends pass; do not spin on them.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let handler = Handler {
+                shared: self.shared.clone(),
+                shutdown: Shutdown::new(self.notify_shutdown.subscribe()),
+                _shutdown_complete: self.shutdown_complete.clone(),
+            };
+            tokio::spawn(async move {
+                handler.run(stream).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Serves one connection.
+struct Handler {
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+    _shutdown_complete: mpsc::Sender<()>,
+}
+
+/// Decrements the open-connection gauge however the handler ends.
+struct ConnectionGuard(Arc<Shared>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.stats.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Handler {
+    async fn run(mut self, stream: tokio::net::UnixStream) {
+        let shared = self.shared.clone();
+        shared.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.stats.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _guard = ConnectionGuard(shared.clone());
+        let settings = &shared.settings;
+        let (read, write) = stream.into_split();
+        let mut frames = FrameReader::new(read, settings.max_line_bytes);
+        let per_connection = settings.max_inflight_per_connection;
+        let (replies, queue) = mpsc::channel::<Vec<u8>>(per_connection);
+        let writer = tokio::spawn(write_replies(write, queue, settings.write_timeout));
+        let budget = Arc::new(Semaphore::new(per_connection));
+
+        loop {
+            let permit = tokio::select! {
+                permit = budget.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = self.shutdown.recv() => break,
+                _ = replies.closed() => break,
+            };
+            let frame = tokio::select! {
+                frame = frames.read_frame() => frame,
+                _ = self.shutdown.recv() => break,
+                _ = replies.closed() => break,
+            };
+            let line = match frame {
+                Ok(Frame::Line(line)) => line,
+                Ok(Frame::TooLong) => {
+                    let reply = Reply::error(
+                        serde_json::Value::Null,
+                        ErrorCode::LineTooLong,
+                        format!(
+                            "request line longer than the limit of {} bytes; discarded up to the next newline",
+                            settings.max_line_bytes
+                        ),
+                    );
+                    shared.stats.count(super::protocol::Op::Invalid, &reply);
+                    let replies = replies.clone();
+                    tokio::spawn(async move {
+                        let _ = replies.send(reply.to_line()).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+                Ok(Frame::Eof) => break,
+                Err(e) => {
+                    tracing::debug!("read failed: {e}");
+                    break;
+                }
+            };
+            let global = tokio::select! {
+                global = shared.global.clone().acquire_owned() => match global {
+                    Ok(global) => global,
+                    Err(_) => break,
+                },
+                _ = self.shutdown.recv() => break,
+            };
+            let shared = shared.clone();
+            let replies = replies.clone();
+            tokio::spawn(async move {
+                let reply = ops::answer(&shared, &line).await;
+                drop(global);
+                // An error here means the peer is gone; the reply has nowhere to go.
+                let _ = replies.send(reply.to_line()).await;
+                drop(permit);
+            });
+        }
+        // The writer ends once every task holding a sender has handed over its reply.
+        drop(replies);
+        let _ = writer.await;
+    }
+}
+
+async fn write_replies(write: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>, timeout: Duration) {
+    let mut writer = FrameWriter::new(write);
+    while let Some(line) = queue.recv().await {
+        writer.queue(&line);
+        while writer.has_room() {
+            match queue.try_recv() {
+                Ok(line) => writer.queue(&line),
+                Err(_) => break,
+            }
+        }
+        match tokio::time::timeout(timeout, writer.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!("write failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "closing a connection that accepted no reply bytes for {} s",
+                    timeout.as_secs()
+                );
+                return;
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+}

@@ -264,7 +264,10 @@ async fn room(shared: &Shared, id: Value, room: Room) -> Reply {
                 );
             };
             match shared.tokens.get(&(host.generation, hash)).await {
-                Some(hit) => Some(hit),
+                Some(hit) => {
+                    shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    Some(hit)
+                }
                 None => {
                     return Reply::error(
                         id,

@@ -28,8 +28,14 @@ fn claims() -> serde_json::Value {
 }
 
 fn verify_ok(verifier: &Verifier, token: &str) -> bool {
-    let request = AuthRequest { token: Some(token), ..AuthRequest::default() };
-    matches!(futures::executor::block_on(verifier.verify(&request, NOW)), Ok(Accepted::Token(_)))
+    let request = AuthRequest {
+        token: Some(token),
+        ..AuthRequest::default()
+    };
+    matches!(
+        futures::executor::block_on(verifier.verify(&request, NOW)),
+        Ok(Accepted::Token(_))
+    )
 }
 
 /// Serves `body` with 200 to every request, on 127.0.0.1, from a background thread.
@@ -40,7 +46,10 @@ fn serve_forever(body: String) -> String {
         for mut stream in listener.incoming().flatten() {
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
-            let reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = stream.write_all(reply.as_bytes());
         }
     });
@@ -49,7 +58,11 @@ fn serve_forever(body: String) -> String {
 
 fn pem(label: &str, der: &[u8]) -> String {
     let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
-    let lines: Vec<&str> = encoded.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or(""))
+        .collect();
     format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
 }
 
@@ -63,7 +76,9 @@ fn bench(c: &mut Criterion) {
     assert!(verify_ok(&hs_verifier, &hs_token));
 
     let mut group = c.benchmark_group("hs256");
-    group.bench_function("verify (full pipeline)", |b| b.iter(|| verify_ok(&hs_verifier, black_box(&hs_token))));
+    group.bench_function("verify (full pipeline)", |b| {
+        b.iter(|| verify_ok(&hs_verifier, black_box(&hs_token)))
+    });
     let signed = &hs_token[..hs_token.rfind('.').expect("dot")];
     let key = hmac::Key::new(hmac::HMAC_SHA256, b"s3cret-s3cret-s3cret");
     group.bench_function("baseline: 2x HMAC-SHA256 over the token", |b| {
@@ -72,7 +87,9 @@ fn bench(c: &mut Criterion) {
             black_box(hmac::sign(&key, black_box(signed.as_bytes())));
         })
     });
-    group.bench_function("mint", |b| b.iter(|| minter.sign(black_box(&claims_map)).expect("sign")));
+    group.bench_function("mint", |b| {
+        b.iter(|| minter.sign(black_box(&claims_map)).expect("sign"))
+    });
     group.finish();
 
     let pair = KeyPair::generate(KeySize::Rsa2048).expect("rsa keygen");
@@ -81,18 +98,34 @@ fn bench(c: &mut Criterion) {
     let rs_config = format!("[hosts.\"meet.example.com\"]\napp_id = \"myapp\"\nasap_key_server = \"{base}\"\n");
     let rs = Config::from_toml(&rs_config).expect("config").hosts["meet.example.com"].clone();
     let header = json!({"alg": "RS256", "typ": "JWT", "kid": "jitsi/key1"});
-    let input = format!("{}.{}", base64url(header.to_string().as_bytes()), base64url(claims().to_string().as_bytes()));
+    let input = format!(
+        "{}.{}",
+        base64url(header.to_string().as_bytes()),
+        base64url(claims().to_string().as_bytes())
+    );
     let mut sig = vec![0u8; pair.public_modulus_len()];
-    pair.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig).expect("rsa sign");
+    pair.sign(
+        &signature::RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .expect("rsa sign");
     let rs_token = format!("{input}.{}", base64url(&sig));
     let rs_verifier = Verifier::new(rs).expect("verifier");
     assert!(verify_ok(&rs_verifier, &rs_token), "RS256 token refused");
 
     let mut group = c.benchmark_group("rs256");
-    group.bench_function("verify (full pipeline, key cached)", |b| b.iter(|| verify_ok(&rs_verifier, black_box(&rs_token))));
+    group.bench_function("verify (full pipeline, key cached)", |b| {
+        b.iter(|| verify_ok(&rs_verifier, black_box(&rs_token)))
+    });
     let parsed = signature::ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, spki.as_ref()).expect("parse");
     group.bench_function("baseline: one RSA-2048 verify", |b| {
-        b.iter(|| parsed.verify_sig(black_box(input.as_bytes()), black_box(&sig)).expect("valid"))
+        b.iter(|| {
+            parsed
+                .verify_sig(black_box(input.as_bytes()), black_box(&sig))
+                .expect("valid")
+        })
     });
     group.finish();
 }

@@ -15,13 +15,22 @@ fn settings() -> HostSettings {
 }
 
 fn verify(verifier: &Verifier, token: &str) -> bool {
-    let request = AuthRequest { token: Some(token), ..AuthRequest::default() };
-    matches!(futures::executor::block_on(verifier.verify(&request, NOW)), Ok(Accepted::Token(_)))
+    let request = AuthRequest {
+        token: Some(token),
+        ..AuthRequest::default()
+    };
+    matches!(
+        futures::executor::block_on(verifier.verify(&request, NOW)),
+        Ok(Accepted::Token(_))
+    )
 }
 
 fn valid_token() -> String {
     let claims = json!({"iss": "myapp", "aud": "jitsi", "room": "r", "exp": NOW + 60});
-    Minter::with_secret(&settings()).unwrap().sign(claims.as_object().unwrap()).unwrap()
+    Minter::with_secret(&settings())
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap()
 }
 
 proptest! {
@@ -75,7 +84,9 @@ fn arbitrary_json(depth: u32) -> impl Strategy<Value = serde_json::Value> {
         Just(serde_json::Value::Null),
         any::<bool>().prop_map(serde_json::Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         "\\PC{0,20}".prop_map(serde_json::Value::String),
     ];
     leaf.prop_recursive(depth, 32, 6, |inner| {
@@ -91,13 +102,25 @@ fn arbitrary_json(depth: u32) -> impl Strategy<Value = serde_json::Value> {
 fn claims_with_every_type_never_panic() {
     let verifier = Verifier::new(settings()).unwrap();
     let minter = Minter::with_secret(&settings()).unwrap();
-    let values = [json!(null), json!(true), json!(1), json!(1.5), json!(-1e300), json!("s"), json!([]), json!({})];
+    let values = [
+        json!(null),
+        json!(true),
+        json!(1),
+        json!(1.5),
+        json!(-1e300),
+        json!("s"),
+        json!([]),
+        json!({}),
+    ];
     for name in ["iss", "aud", "exp", "nbf", "iat", "room", "sub", "context", "user_id"] {
         for value in &values {
             let mut claims = json!({"iss": "myapp", "aud": "jitsi", "room": "r", "exp": NOW + 60});
             claims[name] = value.clone();
             let token = minter.sign(claims.as_object().unwrap()).unwrap();
-            let request = AuthRequest { token: Some(&token), ..AuthRequest::default() };
+            let request = AuthRequest {
+                token: Some(&token),
+                ..AuthRequest::default()
+            };
             if let Ok(Accepted::Token(t)) = futures::executor::block_on(verifier.verify(&request, NOW)) {
                 let _ = t.session_fields();
                 let _ = t.room_session("");

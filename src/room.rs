@@ -1,7 +1,18 @@
 //! Room rules: whether a session's token lets it into a MUC room (REFERENCE §4 `verify_room`).
 //! Pure functions: the caller says what it knows of the session and the room.
+//!
+//! The order of checks is the reference's. Where we differ on purpose (DESIGN 2, 8, 9 and the
+//! regex case folding), the difference is named at the place it happens.
+//!
+//! Names are compared in one normal form ([`normal_form`]): percent-decoded when that gives
+//! UTF-8, then lowercased. Domains are compared ASCII-case-insensitively.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use serde_json::Value;
+
+use crate::luapattern::{PatternError, lua_match};
 
 /// The host settings the room rules use.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,11 +67,31 @@ pub enum RoomDenial {
 
 impl RoomDenial {
     pub fn text(&self) -> &'static str {
-        todo!()
+        match self {
+            RoomDenial::InvalidRoomAddress => "Room address is invalid",
+            RoomDenial::AuthenticationRequired => "Authentication required",
+            RoomDenial::RoomMismatch => "Room does not match the room from token",
+            RoomDenial::RoomNameDoesNotMatch => "Room name cannot be matched to the one from token.",
+            RoomDenial::Mismatched => "Room and token mismatched",
+            RoomDenial::ServerMissingConfig => "Misconfiguration of server",
+        }
     }
     /// The element name of the `http://jitsi.org/jitmeet` child, when the reference sends one.
     pub fn jitmeet(&self) -> Option<&'static str> {
-        todo!()
+        match self {
+            RoomDenial::InvalidRoomAddress => Some("invalid-room-address"),
+            RoomDenial::AuthenticationRequired => Some("authentication-required"),
+            RoomDenial::RoomMismatch => Some("room-mismatch"),
+            RoomDenial::RoomNameDoesNotMatch => Some("room-name-does-not-match"),
+            RoomDenial::Mismatched => None,
+            RoomDenial::ServerMissingConfig => Some("server-missing-config"),
+        }
+    }
+}
+
+impl std::fmt::Display for RoomDenial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
     }
 }
 
@@ -73,6 +104,482 @@ pub enum RoomDecision {
     Deny { denial: RoomDenial, detail: String },
 }
 
+/// Whether the session may join (or create) the room, in the reference's order: the address, the
+/// empty-token path, then either the room name alone (domain verification off) or the room name,
+/// the token tenant and `sub` against the room's `[tenant]name@domain` (on).
 pub fn verify_room(policy: &RoomPolicy, session: &RoomSession<'_>, target: &RoomTarget<'_>) -> RoomDecision {
-    todo!("{policy:?} {session:?} {target:?}")
+    let Some(address) = RoomAddress::parse(target.jid) else {
+        return deny(
+            RoomDenial::InvalidRoomAddress,
+            format!("{} is not a room address: expected room@muc-domain", shown(target.jid)),
+        );
+    };
+
+    // DESIGN 9: the room need not exist; only a room that says so refuses guests.
+    if policy.allow_empty_token && !session.has_token {
+        if target.allow_unauthenticated_access == Some(false) {
+            return deny(
+                RoomDenial::AuthenticationRequired,
+                format!(
+                    "no token, and room {} does not allow unauthenticated access",
+                    shown(address.node)
+                ),
+            );
+        }
+        return allow(false);
+    }
+
+    let claim = RoomClaim::from_json(session.room);
+
+    if !policy.enable_domain_verification {
+        return match &claim {
+            RoomClaim::Missing | RoomClaim::Any => allow(false),
+            RoomClaim::NotString(kind) => deny(
+                RoomDenial::RoomMismatch,
+                format!("room claim is not a string ({kind}), so it matches no room"),
+            ),
+            RoomClaim::Named { raw, normal } => {
+                if node_matches_claim(address.node, normal) {
+                    allow(false)
+                } else {
+                    deny(
+                        RoomDenial::RoomMismatch,
+                        format!("token room {} does not match room {}", shown(raw), shown(address.node)),
+                    )
+                }
+            }
+        };
+    }
+
+    let (room_tenant, room_name) = match split_tenant(address.node) {
+        Some((tenant, name)) => (Some(normal_form(tenant)), normal_form(name)),
+        None => (None, normal_form(address.node)),
+    };
+
+    let room_to_check = match &claim {
+        RoomClaim::Any => Some(Check::Name(room_name.clone())),
+        RoomClaim::Named { raw, .. } if is_regex(session.context_room) => {
+            let pattern = lowercase_pattern_literals(raw);
+            match lua_match(&room_name, &pattern) {
+                Ok(found) => found.map(Check::Name),
+                Err(e) => return pattern_refused(raw, &e),
+            }
+        }
+        RoomClaim::Named { normal, .. } => Some(Check::Name(normal.clone())),
+        RoomClaim::NotString(kind) => Some(Check::NotString(kind)),
+        RoomClaim::Missing => None,
+    };
+    let Some(room_to_check) = room_to_check else {
+        if !policy.require_room_claim {
+            return allow(false);
+        }
+        let detail = match &claim {
+            RoomClaim::Named { raw, .. } => {
+                format!(
+                    "room {} does not match the token's room pattern {}",
+                    shown(&room_name),
+                    shown(raw)
+                )
+            }
+            _ => "the token has no room claim and asap_require_room_claim is on".to_owned(),
+        };
+        return deny(RoomDenial::RoomNameDoesNotMatch, detail);
+    };
+
+    let mut tenant_mismatch = false;
+    if let Some(token_tenant) = session.tenant {
+        // The reference lowercases only the token's tenant; we lowercase both sides.
+        let same = token_tenant
+            .as_str()
+            .is_some_and(|t| t.to_lowercase() == session.query_prefix.to_lowercase());
+        if !same {
+            tenant_mismatch = true;
+            if target.allow_unauthenticated_access == Some(false) {
+                return deny(
+                    RoomDenial::Mismatched,
+                    format!(
+                        "token tenant {} differs from the URL tenant {}, and room {} does not allow \
+                         unauthenticated access",
+                        shown_json(token_tenant),
+                        shown(session.query_prefix),
+                        shown(address.node)
+                    ),
+                );
+            }
+        }
+    }
+
+    // DESIGN 2: the reference raises a Lua error here (no reply at all); we refuse.
+    let sub = match session.sub {
+        Some(Value::String(sub)) => sub.as_str(),
+        Some(other) => {
+            return deny(
+                RoomDenial::Mismatched,
+                format!(
+                    "sub claim is not a string ({}); domain verification needs it",
+                    json_kind(other)
+                ),
+            );
+        }
+        None => {
+            return deny(
+                RoomDenial::Mismatched,
+                "the token has no sub claim; domain verification needs it".to_owned(),
+            );
+        }
+    };
+    let any_domain = sub == "*";
+    let bare = format!("{}@{}", address.node, address.domain);
+
+    let decided = |matches: bool, expected: String| {
+        if matches {
+            return allow(tenant_mismatch);
+        }
+        let detail = match &room_to_check {
+            Check::NotString(kind) => {
+                format!("room claim is not a string ({kind}), so it matches no room")
+            }
+            Check::Name(_) => {
+                format!(
+                    "token sub {} expects {}, joining {}",
+                    shown(sub),
+                    shown(&expected),
+                    shown(&bare)
+                )
+            }
+        };
+        deny(RoomDenial::Mismatched, detail)
+    };
+
+    match room_tenant {
+        Some(room_tenant) => {
+            let (Some(_), Some(muc_domain)) = (&policy.muc_domain_base, &policy.muc_domain) else {
+                return deny(
+                    RoomDenial::ServerMissingConfig,
+                    format!(
+                        "room {} has a tenant, and tenant rooms need muc_mapper_domain_base, which is not set",
+                        shown(address.node)
+                    ),
+                );
+            };
+            let tenant = if any_domain {
+                room_tenant.clone()
+            } else {
+                normal_form(sub)
+            };
+            let matches = tenant == room_tenant
+                && room_to_check.is(&room_name)
+                && address.domain.eq_ignore_ascii_case(muc_domain);
+            decided(matches, format!("[{tenant}]{}@{muc_domain}", room_to_check.shown()))
+        }
+        None => {
+            let domain = if any_domain {
+                match &policy.muc_domain {
+                    Some(muc_domain) => muc_domain.clone(),
+                    None => {
+                        return deny(
+                            RoomDenial::ServerMissingConfig,
+                            "token sub is \"*\" and the MUC domain is unknown: set muc_mapper_domain_base".to_owned(),
+                        );
+                    }
+                }
+            } else {
+                format!("{}.{sub}", policy.muc_domain_prefix)
+            };
+            let matches = room_to_check.is(&room_name) && address.domain.eq_ignore_ascii_case(&domain);
+            decided(matches, format!("{}@{domain}", room_to_check.shown()))
+        }
+    }
+}
+
+fn allow(tenant_mismatch: bool) -> RoomDecision {
+    RoomDecision::Allow { tenant_mismatch }
+}
+
+fn deny(denial: RoomDenial, detail: String) -> RoomDecision {
+    RoomDecision::Deny { denial, detail }
+}
+
+fn pattern_refused(raw: &str, error: &PatternError) -> RoomDecision {
+    deny(
+        RoomDenial::RoomNameDoesNotMatch,
+        format!("room pattern {} was refused: {error}", shown(raw)),
+    )
+}
+
+/// The one form in which room names, claims and tenants are compared (DESIGN 8): percent-decoded
+/// when the decoded bytes are UTF-8 (else as given), then lowercased (Unicode).
+///
+/// Prosody JIDs carry non-ASCII room names percent-encoded (`%d1%82…`), tokens usually carry
+/// them as text (`Тест`); both become `тест`.
+pub fn normal_form(s: &str) -> String {
+    percent_decode(s).to_lowercase()
+}
+
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
+    let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16)).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if let (b'%', Some(high), Some(low)) = (b, hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            out.push((high << 4) | low);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(decoded) => Cow::Owned(decoded),
+        Err(_) => Cow::Borrowed(s),
+    }
+}
+
+/// A room JID split as Prosody's `jid.split` does: `node@domain[/resource]`, node and domain
+/// non-empty, no second `@` in the domain, a `/` followed by a non-empty resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RoomAddress<'a> {
+    node: &'a str,
+    domain: &'a str,
+}
+
+impl<'a> RoomAddress<'a> {
+    fn parse(jid: &'a str) -> Option<Self> {
+        let (bare, resource) = match jid.split_once('/') {
+            Some((bare, resource)) => (bare, Some(resource)),
+            None => (jid, None),
+        };
+        let (node, domain) = bare.split_once('@')?;
+        if node.is_empty() || domain.is_empty() || domain.contains('@') || resource == Some("") {
+            return None;
+        }
+        Some(RoomAddress { node, domain })
+    }
+}
+
+/// `[tenant]name` split as the reference's `^%[([^%]]+)%](.+)$`: a non-empty tenant up to the
+/// first `]`, then a non-empty name. Only literal brackets count (`%5b` is part of a name).
+fn split_tenant(node: &str) -> Option<(&str, &str)> {
+    let rest = node.strip_prefix('[')?;
+    let (tenant, name) = rest.split_once(']')?;
+    (!tenant.is_empty() && !name.is_empty()).then_some((tenant, name))
+}
+
+/// Domain verification off: the node equals the claim, or ends with `]` + the claim.
+fn node_matches_claim(node: &str, claim: &str) -> bool {
+    normal_form(node) == claim
+        || node
+            .match_indices(']')
+            .any(|(i, _)| node.get(i + 1..).is_some_and(|after| normal_form(after) == claim))
+}
+
+/// `context.room.regex` is `true` or `"true"`.
+fn is_regex(context_room: Option<&Value>) -> bool {
+    match context_room.and_then(|c| c.get("regex")) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    }
+}
+
+/// Lowercases the literal characters of a Lua pattern and leaves what follows `%` as written,
+/// so `%D` stays "not a digit" (the reference lowercases it into `%d`). The two delimiters of
+/// `%bxy` are literals and are lowercased.
+fn lowercase_pattern_literals(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.extend(c.to_lowercase());
+            continue;
+        }
+        out.push('%');
+        match chars.next() {
+            Some('b') => {
+                out.push('b');
+                for delimiter in chars.by_ref().take(2) {
+                    out.extend(delimiter.to_lowercase());
+                }
+            }
+            Some(next) if next.is_ascii() => out.push(next),
+            Some(next) => out.extend(next.to_lowercase()),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The `room` claim as the rules see it.
+#[derive(Debug)]
+enum RoomClaim<'a> {
+    Missing,
+    /// `"*"`: any room.
+    Any,
+    Named {
+        raw: &'a str,
+        normal: String,
+    },
+    /// A claim of another JSON type (including `null`): it matches no room.
+    NotString(&'static str),
+}
+
+impl<'a> RoomClaim<'a> {
+    fn from_json(value: Option<&'a Value>) -> Self {
+        match value {
+            None => RoomClaim::Missing,
+            Some(Value::String(s)) if s == "*" => RoomClaim::Any,
+            Some(Value::String(s)) => RoomClaim::Named {
+                raw: s,
+                normal: normal_form(s),
+            },
+            Some(other) => RoomClaim::NotString(json_kind(other)),
+        }
+    }
+}
+
+/// The room name the token grants, once resolved.
+enum Check {
+    Name(String),
+    NotString(&'static str),
+}
+
+impl Check {
+    fn is(&self, room_name: &str) -> bool {
+        matches!(self, Check::Name(name) if name == room_name)
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            Check::Name(name) => name.clone(),
+            Check::NotString(kind) => format!("<{kind}>"),
+        }
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Longest value quoted whole in a detail; names come from tokens and may be long.
+const SHOWN_MAX: usize = 120;
+
+/// `s` quoted for a detail text, cut at [`SHOWN_MAX`] characters.
+fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(SHOWN_MAX) + 8);
+    match s.char_indices().nth(SHOWN_MAX) {
+        Some((cut, _)) => {
+            let _ = write!(out, "{:?}…", &s[..cut]);
+        }
+        None => {
+            let _ = write!(out, "{s:?}");
+        }
+    }
+    out
+}
+
+fn shown_json(value: &Value) -> String {
+    match value {
+        Value::String(s) => shown(s),
+        other => format!("<{}>", json_kind(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_form_decodes_and_lowercases() {
+        let cases = [
+            ("Room1", "room1"),
+            ("%d1%82%d0%b5%d1%81%d1%82", "тест"),
+            ("%D1%82%D0%B5%D1%81%D1%82", "тест"),
+            ("Тест", "тест"),
+            ("100%", "100%"),
+            ("a%zzb", "a%zzb"),
+            ("%ff", "%ff"),
+            ("a%20B", "a b"),
+            ("%+1", "%+1"),
+            ("%", "%"),
+            ("%4", "%4"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(normal_form(given), want, "{given:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_split_like_prosody() {
+        let cases: &[(&str, Option<(&str, &str)>)] = &[
+            (
+                "room1@conference.meet.example.com",
+                Some(("room1", "conference.meet.example.com")),
+            ),
+            (
+                "room1@conference.meet.example.com/nick",
+                Some(("room1", "conference.meet.example.com")),
+            ),
+            (
+                "[acme]room1@c.example.com/a/b@c",
+                Some(("[acme]room1", "c.example.com")),
+            ),
+            ("@conference.meet.example.com", None),
+            ("conference.meet.example.com", None),
+            ("room1@", None),
+            ("room1@c.example.com/", None),
+            ("a@b@c", None),
+            ("a/b@c", None),
+            ("", None),
+        ];
+        for (jid, want) in cases {
+            let got = RoomAddress::parse(jid).map(|a| (a.node, a.domain));
+            assert_eq!(got, *want, "{jid:?}");
+        }
+    }
+
+    #[test]
+    fn tenant_split_agrees_with_the_reference_pattern() {
+        for node in [
+            "[acme]room1",
+            "room1",
+            "[]room1",
+            "[acme]",
+            "[a]b]c",
+            "[[a]b",
+            "[ac me]r",
+            "x[a]b",
+            "[тест]комната",
+        ] {
+            let reference = lua_match(node, "^%[([^%]]+)%](.+)$").ok().flatten();
+            assert_eq!(split_tenant(node).map(|(t, _)| t.to_owned()), reference, "{node:?}");
+        }
+    }
+
+    #[test]
+    fn pattern_literals_are_lowercased_and_classes_kept() {
+        let cases = [
+            ("^Room%D+$", "^room%D+$"),
+            ("^ROOM%d+$", "^room%d+$"),
+            ("[A-Z%W]", "[a-z%W]"),
+            ("%bAB", "%bab"),
+            ("%B", "%B"),
+            ("%%A", "%%a"),
+            ("ТЕСТ%Т", "тест%т"),
+            ("%", "%"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(lowercase_pattern_literals(given), want, "{given:?}");
+        }
+    }
 }

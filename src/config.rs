@@ -240,9 +240,11 @@ fn parse_server(value: &Value) -> Result<ServerSettings, ConfigError> {
 
 /// A whole number option of `[server]` within `min..=max`.
 fn limit(key: &str, v: &Value, min: u64, max: u64) -> Result<u64, ConfigError> {
-    v.as_u64()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| ConfigError(format!("[server] {key}: expected a whole number from {min} to {max}, found {v}")))
+    v.as_u64().filter(|n| (min..=max).contains(n)).ok_or_else(|| {
+        ConfigError(format!(
+            "[server] {key}: expected a whole number from {min} to {max}, found {v}"
+        ))
+    })
 }
 
 fn type_name(v: &Value) -> &'static str {

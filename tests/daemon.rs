@@ -31,7 +31,10 @@ fn hs256(claims: &Value, secret: &str) -> String {
         base64url(claims.to_string().as_bytes())
     );
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
-    format!("{input}.{}", base64url(aws_lc_rs::hmac::sign(&key, input.as_bytes()).as_ref()))
+    format!(
+        "{input}.{}",
+        base64url(aws_lc_rs::hmac::sign(&key, input.as_bytes()).as_ref())
+    )
 }
 
 /// Base token T of REFERENCE §10, with `extra` claims merged in.
@@ -269,18 +272,26 @@ fn every_op_answers_over_the_socket() {
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["version"], 1);
     assert_eq!(reply["accepted"], json!(["hello.example.com"]));
-    let error = reply["errors"]["bad.example.com"].as_str().expect("error for the bad host");
+    let error = reply["errors"]["bad.example.com"]
+        .as_str()
+        .expect("error for the bad host");
     assert!(error.contains("allow_empty_token"), "{error}");
     assert!(reply["warnings"].to_string().contains("some_lua_option"), "{reply}");
-    assert!(reply["daemon"].as_str().is_some_and(|d| d.starts_with("token-sidecar ")));
+    assert!(
+        reply["daemon"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("token-sidecar "))
+    );
 
     let reply = c.call(json!({"id": 2, "op": "hello", "version": 99}));
     assert_eq!(reply["error"], "unsupported-version", "{reply}");
 
     // auth: accepted, with claims and the session fields of REFERENCE §5.
     let t = token(json!({"context": {"user": {"name": "Alice"}, "tenant": "acme"}}));
-    let reply = c.call(json!({"id": "a", "op": "auth", "host": HOST, "token": t, "prefix": "", "room": "room1",
-        "user_agent": "test", "public_key": null, "context_required": false}));
+    let reply = c.call(
+        json!({"id": "a", "op": "auth", "host": HOST, "token": t, "prefix": "", "room": "room1",
+        "user_agent": "test", "public_key": null, "context_required": false}),
+    );
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["anonymous"], false);
     assert_eq!(reply["claims"]["room"], "room1");
@@ -309,13 +320,16 @@ fn every_op_answers_over_the_socket() {
     assert_eq!(reply["error"], "unknown-host", "{reply}");
     let reply = c.call(json!({"id": 7, "op": "auth", "host": HOST, "token": t, "context_required": true}));
     assert_eq!(reply["ok"], true, "{reply}");
-    let reply = c.call(json!({"id": 8, "op": "auth", "host": HOST, "token": token(json!({})), "context_required": true}));
+    let reply =
+        c.call(json!({"id": 8, "op": "auth", "host": HOST, "token": token(json!({})), "context_required": true}));
     assert_eq!(reply["ok"], false, "{reply}");
 
     // room: by token hash after auth, by token, and refused.
     let room = format!("room1@conference.{HOST}");
-    let reply = c.call(json!({"id": 10, "op": "room", "host": HOST, "token_sha256": sha, "room": room,
-        "prefix": "", "room_exists": true, "allow_unauthenticated_access": null}));
+    let reply = c.call(
+        json!({"id": 10, "op": "room", "host": HOST, "token_sha256": sha, "room": room,
+        "prefix": "", "room_exists": true, "allow_unauthenticated_access": null}),
+    );
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["tenant_mismatch"], false, "{reply}");
     let reply = c.call(json!({"id": 11, "op": "room", "host": HOST, "token": token(json!({})), "room": room}));
@@ -342,8 +356,14 @@ fn every_op_answers_over_the_socket() {
     assert_eq!(reply["ops"]["auth"]["error"], 1, "{reply}");
     assert_eq!(reply["hosts"][HOST]["origin"], "toml", "{reply}");
     assert_eq!(reply["hosts"]["hello.example.com"]["origin"], "hello", "{reply}");
-    assert!(reply["verify_cache"]["entries"].as_u64().is_some_and(|n| n >= 2), "{reply}");
-    assert!(reply["verify_cache"]["hits"].as_u64().is_some_and(|n| n >= 2), "{reply}");
+    assert!(
+        reply["verify_cache"]["entries"].as_u64().is_some_and(|n| n >= 2),
+        "{reply}"
+    );
+    assert!(
+        reply["verify_cache"]["hits"].as_u64().is_some_and(|n| n >= 2),
+        "{reply}"
+    );
     assert_eq!(reply["inflight"]["limit"], 1024, "{reply}");
 }
 
@@ -355,7 +375,10 @@ fn hello_wins_over_the_toml_table_of_the_same_host() {
         HOST: {"app_id": "myapp", "app_secret": "other-secret", "muc_mapper_domain_base": HOST}}}));
     assert_eq!(reply["accepted"], json!([HOST]), "{reply}");
     let reply = c.call(json!({"id": 2, "op": "auth", "host": HOST, "token": token(json!({}))}));
-    assert_eq!(reply["text"], "Invalid signature", "the TOML secret no longer applies: {reply}");
+    assert_eq!(
+        reply["text"], "Invalid signature",
+        "the TOML secret no longer applies: {reply}"
+    );
     let reply = c.call(json!({"id": 3, "op": "auth", "host": HOST,
         "token": hs256(&json!({"iss": "myapp", "aud": "jitsi", "room": "*", "exp": now() + 60}), "other-secret")}));
     assert_eq!(reply["ok"], true, "{reply}");
@@ -380,7 +403,11 @@ fn replies_come_back_as_each_finishes() {
     for _ in 1..=5 {
         let reply = c.recv();
         assert_eq!(reply["ok"], true, "{reply}");
-        fast.push(reply["id"].as_u64().expect("a fast reply first, while the key server holds the slow one"));
+        fast.push(
+            reply["id"]
+                .as_u64()
+                .expect("a fast reply first, while the key server holds the slow one"),
+        );
     }
     fast.sort_unstable();
     assert_eq!(fast, vec![1, 2, 3, 4, 5]);
@@ -402,9 +429,21 @@ fn bad_requests_get_error_replies_and_the_connection_stays_usable() {
         (b"{\"id\":3,\"op\":7}\n", json!(3), "`op` must be a string"),
         (b"{\"id\":4,\"op\":\"fly\"}\n", json!(4), "unknown op \"fly\""),
         (b"{\"id\":5,\"op\":\"auth\"}\n", json!(5), "auth: missing field `host`"),
-        (b"{\"id\":6,\"op\":\"auth\",\"host\":7}\n", json!(6), "auth: invalid type: integer `7`"),
-        (b"{\"id\":7,\"op\":\"room\",\"host\":\"h\",\"room\":[]}\n", json!(7), "room: invalid type"),
-        (b"{\"id\":8,\"op\":\"hello\",\"version\":\"1\"}\n", json!(8), "hello: invalid type"),
+        (
+            b"{\"id\":6,\"op\":\"auth\",\"host\":7}\n",
+            json!(6),
+            "auth: invalid type: integer `7`",
+        ),
+        (
+            b"{\"id\":7,\"op\":\"room\",\"host\":\"h\",\"room\":[]}\n",
+            json!(7),
+            "room: invalid type",
+        ),
+        (
+            b"{\"id\":8,\"op\":\"hello\",\"version\":\"1\"}\n",
+            json!(8),
+            "hello: invalid type",
+        ),
         (b"\xff\xfe\x00garbage\x01\x02\n", Value::Null, "not JSON"),
     ];
     for (line, id, text) in cases {
@@ -414,7 +453,11 @@ fn bad_requests_get_error_replies_and_the_connection_stays_usable() {
         assert_eq!(reply["error"], "bad-request", "{reply}");
         assert_eq!(&reply["id"], id, "{reply}");
         let got = reply["text"].as_str().unwrap_or_default();
-        assert!(got.contains(text), "{:?}: {got:?} lacks {text:?}", String::from_utf8_lossy(line));
+        assert!(
+            got.contains(text),
+            "{:?}: {got:?} lacks {text:?}",
+            String::from_utf8_lossy(line)
+        );
         c.ping(100);
     }
 
@@ -429,7 +472,10 @@ fn bad_requests_get_error_replies_and_the_connection_stays_usable() {
     c.ping(101);
 
     // Binary garbage with no newline for longer than the limit, then a newline: one error, then usable.
-    let garbage: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).filter(|b| *b != b'\n').collect();
+    let garbage: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .filter(|b| *b != b'\n')
+        .collect();
     c.send_raw(&garbage);
     c.send_raw(b"\n");
     let reply = c.recv();
@@ -505,7 +551,10 @@ fn a_client_that_never_reads_does_not_grow_the_daemon() {
     stream.set_write_timeout(Some(Duration::from_secs(2))).expect("timeout");
     let writer = thread::spawn(move || {
         let mut stream = stream;
-        let line = format!("{}\n", json!({"id": 1, "op": "auth", "host": HOST, "token": token(json!({}))}));
+        let line = format!(
+            "{}\n",
+            json!({"id": 1, "op": "auth", "host": HOST, "token": token(json!({}))})
+        );
         let mut sent = 0usize;
         while sent < 50 << 20 {
             if stream.write_all(line.as_bytes()).is_err() {
@@ -516,7 +565,10 @@ fn a_client_that_never_reads_does_not_grow_the_daemon() {
         (sent, false, stream)
     });
     let (sent, blocked, _keep_open) = writer.join().expect("writer");
-    assert!(blocked, "the daemon read {sent} bytes from a client that reads no replies");
+    assert!(
+        blocked,
+        "the daemon read {sent} bytes from a client that reads no replies"
+    );
 
     for id in 1..=50 {
         probe.ping(id);
@@ -533,7 +585,10 @@ fn sighup_reloads_and_a_bad_file_keeps_the_old_config() {
     let daemon = Daemon::start(&base_host_toml(HOST));
     let mut c = daemon.client();
     let t = token(json!({}));
-    assert_eq!(c.call(json!({"id": 1, "op": "auth", "host": "new.example.com", "token": t}))["error"], "unknown-host");
+    assert_eq!(
+        c.call(json!({"id": 1, "op": "auth", "host": "new.example.com", "token": t}))["error"],
+        "unknown-host"
+    );
 
     let good = format!("{}{}", base_host_toml(HOST), base_host_toml("new.example.com"));
     std::fs::write(&daemon.config, Daemon::config_text(&daemon.socket, &good)).expect("write");
@@ -576,7 +631,10 @@ fn sigterm_finishes_requests_in_flight_removes_the_socket_and_exits_0() {
         assert!(Instant::now() < deadline, "socket still there after SIGTERM");
         thread::sleep(Duration::from_millis(20));
     }
-    assert!(UnixStream::connect(&daemon.socket).is_err(), "still accepting after SIGTERM");
+    assert!(
+        UnixStream::connect(&daemon.socket).is_err(),
+        "still accepting after SIGTERM"
+    );
     gate.send(()).expect("release");
     let reply = c.recv();
     assert_eq!(reply["id"], "in-flight");

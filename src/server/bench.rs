@@ -80,7 +80,10 @@ fn hs256(claims: &Value, secret: &str) -> String {
         base64url(claims.to_string().as_bytes())
     );
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
-    format!("{input}.{}", base64url(aws_lc_rs::hmac::sign(&key, input.as_bytes()).as_ref()))
+    format!(
+        "{input}.{}",
+        base64url(aws_lc_rs::hmac::sign(&key, input.as_bytes()).as_ref())
+    )
 }
 
 fn claims(n: usize, now: i64) -> Value {
@@ -114,7 +117,11 @@ impl RsaSigner {
     fn sign(&self, claims: &Value) -> Result<String, String> {
         let input = format!(
             "{}.{}",
-            base64url(json!({"alg": "RS256", "typ": "JWT", "kid": "bench/key1"}).to_string().as_bytes()),
+            base64url(
+                json!({"alg": "RS256", "typ": "JWT", "kid": "bench/key1"})
+                    .to_string()
+                    .as_bytes()
+            ),
             base64url(claims.to_string().as_bytes())
         );
         let mut sig = vec![0u8; self.pair.public_modulus_len()];

@@ -164,8 +164,14 @@ mod tests {
         let mut input = vec![b'x'; 100_000];
         input.extend_from_slice(b"\nok\n");
         assert_eq!(frames(&input, 1024).await, vec![Frame::TooLong, line("ok"), Frame::Eof]);
-        assert_eq!(frames(b"12345\nabc\n", 5).await, vec![line("12345"), line("abc"), Frame::Eof]);
-        assert_eq!(frames(b"123456\nabc\n", 5).await, vec![Frame::TooLong, line("abc"), Frame::Eof]);
+        assert_eq!(
+            frames(b"12345\nabc\n", 5).await,
+            vec![line("12345"), line("abc"), Frame::Eof]
+        );
+        assert_eq!(
+            frames(b"123456\nabc\n", 5).await,
+            vec![Frame::TooLong, line("abc"), Frame::Eof]
+        );
         // Garbage with no newline at all: reported, then the end.
         assert_eq!(frames(&[0xff; 50_000], 1024).await, vec![Frame::TooLong, Frame::Eof]);
     }

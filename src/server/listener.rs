@@ -93,14 +93,20 @@ struct ConnectionGuard(Arc<Shared>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.stats.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .stats
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl Handler {
     async fn run(mut self, stream: tokio::net::UnixStream) {
         let shared = self.shared.clone();
-        shared.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .stats
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         shared.stats.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _guard = ConnectionGuard(shared.clone());
         let settings = &shared.settings;

@@ -83,9 +83,7 @@ impl Shared {
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error(
-        "another daemon is listening on {0}: stop it first, or pass --socket with another path"
-    )]
+    #[error("another daemon is listening on {0}: stop it first, or pass --socket with another path")]
     InUse(PathBuf),
     #[error("{0} exists and is not a socket; not removing it (pass --socket with another path)")]
     NotASocket(PathBuf),
@@ -103,11 +101,7 @@ pub enum StartError {
 
 fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> StartError + use<> {
     let path = path.to_owned();
-    move |source| StartError::Io {
-        path,
-        action,
-        source,
-    }
+    move |source| StartError::Io { path, action, source }
 }
 
 /// Group id of `group`: a number, or a name looked up in /etc/group.

@@ -37,7 +37,15 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 7] = [Op::Hello, Op::Auth, Op::Room, Op::Ping, Op::Stats, Op::AccessToken, Op::Invalid];
+    pub const ALL: [Op; 7] = [
+        Op::Hello,
+        Op::Auth,
+        Op::Room,
+        Op::Ping,
+        Op::Stats,
+        Op::AccessToken,
+        Op::Invalid,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -304,6 +312,9 @@ mod tests {
         let line = Reply::error(Value::from(9), ErrorCode::BadRequest, "x").to_line();
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
         let value: Value = serde_json::from_slice(&line).unwrap();
-        assert_eq!(value, serde_json::json!({"id": 9, "ok": false, "error": "bad-request", "text": "x"}));
+        assert_eq!(
+            value,
+            serde_json::json!({"id": 9, "ok": false, "error": "bad-request", "text": "x"})
+        );
     }
 }

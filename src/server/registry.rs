@@ -16,7 +16,7 @@ use moka::future::Cache;
 
 use crate::config::{HostSettings, ServerSettings};
 use crate::room::RoomPolicy;
-use crate::token::{Verifier, VerifiedToken};
+use crate::token::{VerifiedToken, Verifier};
 
 /// Where a host's settings came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,10 +96,15 @@ impl Registry {
 
     /// Registers a host from `hello`. Returns false when the settings were already in place.
     pub fn set_hello(&self, settings: HostSettings) -> Result<bool, crate::config::ConfigError> {
-        if let Some(existing) = self.hosts.read().unwrap_or_else(|e| e.into_inner()).hello.get(&settings.host) {
-            if *existing.verifier.settings() == settings {
-                return Ok(false);
-            }
+        let unchanged = self
+            .hosts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .hello
+            .get(&settings.host)
+            .is_some_and(|existing| *existing.verifier.settings() == settings);
+        if unchanged {
+            return Ok(false);
         }
         let host = Arc::new(Host::new(settings, Origin::Hello)?);
         self.hosts

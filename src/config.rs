@@ -123,7 +123,7 @@ impl Default for ServerSettings {
             max_line_bytes: 64 * 1024,
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
-            verify_cache_size: 100_000,
+            verify_cache_size: 10_000,
             verify_cache_ttl: Duration::from_secs(600),
         }
     }
@@ -647,6 +647,13 @@ mod tests {
         assert_eq!(c.server.socket_mode, 0o600);
         assert_eq!(c.server.socket_group.as_deref(), Some("prosody"));
         assert!(Config::from_toml("[server]\nsocket_mode = \"999\"").is_err());
+        let c = Config::from_toml("[server]\nmax_inflight = 8\nmax_line_bytes = 4096\nshutdown_grace = 2").unwrap();
+        assert_eq!(
+            (c.server.max_inflight, c.server.max_line_bytes, c.server.shutdown_grace),
+            (8, 4096, Duration::from_secs(2))
+        );
+        let err = Config::from_toml("[server]\nmax_inflight = 0").unwrap_err().0;
+        assert!(err.contains("max_inflight: expected a whole number from 1"), "{err}");
         assert!(
             Config::from_toml("[surver]\n")
                 .unwrap_err()

@@ -331,7 +331,19 @@ fn every_op_answers_over_the_socket() {
         "prefix": "", "room_exists": true, "allow_unauthenticated_access": null}),
     );
     assert_eq!(reply["ok"], true, "{reply}");
-    assert_eq!(reply["tenant_mismatch"], false, "{reply}");
+    assert_eq!(
+        reply["tenant_mismatch"], true,
+        "context.tenant acme, URL prefix none: {reply}"
+    );
+    let reply = c.call(
+        json!({"id": 15, "op": "room", "host": HOST, "token_sha256": sha, "room": room,
+        "prefix": "acme", "room_exists": true}),
+    );
+    assert_eq!(
+        (reply["ok"].clone(), reply["tenant_mismatch"].clone()),
+        (json!(true), json!(false)),
+        "{reply}"
+    );
     let reply = c.call(json!({"id": 11, "op": "room", "host": HOST, "token": token(json!({})), "room": room}));
     assert_eq!(reply["ok"], true, "{reply}");
     let reply = c.call(json!({"id": 12, "op": "room", "host": HOST, "token": token(json!({})),

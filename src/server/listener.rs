@@ -183,9 +183,16 @@ async fn write_replies(write: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>
     let mut writer = FrameWriter::new(write);
     while let Some(line) = queue.recv().await {
         writer.queue(&line);
+        // Gather the replies that are ready, and give requests about to finish one scheduling round
+        // to join them: under load this turns a write per reply into a write per batch.
+        let mut yielded = false;
         while writer.has_room() {
             match queue.try_recv() {
                 Ok(line) => writer.queue(&line),
+                Err(_) if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
                 Err(_) => break,
             }
         }

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use common::http::{Response, TestServer};
 use common::keys::{TestKey, WEAK_RSA_1024_PEM};
 use serde_json::json;
-use token_sidecar::keys::{
-    FetchSettings, JwksSource, JwksTiming, KeyError, KeyKind, KeyServer, VerifyingKey,
-};
+use token_sidecar::keys::{FetchSettings, JwksSource, JwksTiming, KeyError, KeyKind, KeyServer, VerifyingKey};
 
 const MSG: &[u8] = b"header.payload";
 
@@ -83,8 +81,8 @@ fn pem_kinds_and_certificates() {
         assert_eq!(from_jwk.fingerprint(), from_pem.fingerprint());
         assert!(verifies(&from_jwk, key), "{kind:?} from JWK");
 
-        let private = VerifyingKey::from_pem(key.private_pkcs8_pem().as_bytes())
-            .expect_err("a private key is not accepted");
+        let private =
+            VerifyingKey::from_pem(key.private_pkcs8_pem().as_bytes()).expect_err("a private key is not accepted");
         assert!(matches!(private, KeyError::BadKey(_)), "{private:?}");
     }
     let pkcs1 = VerifyingKey::from_pem(rsa.rsa_public_pkcs1_pem().as_bytes()).expect("PKCS#1");
@@ -141,22 +139,14 @@ fn url_building() {
     let server = KeyServer::new("http://127.0.0.1:9/", settings()).expect("valid base");
     let kid = "vpaas-magic-cookie-1234/abcdef";
     let expected = token_sidecar::hex(&token_sidecar::sha256(kid.as_bytes()));
-    assert_eq!(
-        server.url_for(kid),
-        format!("http://127.0.0.1:9/{expected}.pem")
-    );
+    assert_eq!(server.url_for(kid), format!("http://127.0.0.1:9/{expected}.pem"));
 
     let file = KeyServer::new("file:///etc/prosody/keys", settings()).err();
     assert_eq!(
         file.as_deref(),
         Some("asap_key_server: file:// URLs are not supported; use http or https")
     );
-    for bad in [
-        "",
-        "keys.example.com/asap",
-        "ftp://keys.example.com/",
-        "http://",
-    ] {
+    for bad in ["", "keys.example.com/asap", "ftp://keys.example.com/", "http://"] {
         assert!(KeyServer::new(bad, settings()).is_err(), "{bad:?}");
     }
 }
@@ -167,10 +157,7 @@ async fn fetched_once_then_cached() {
     let server = KeyServer::new(&format!("{}/keys/", http.base()), settings()).expect("server");
     let signer = TestKey::rsa();
     let path = path_of(&server, &http, "jitsi/key1");
-    assert!(
-        path.starts_with("/keys/") && !path.starts_with("/keys//"),
-        "{path}"
-    );
+    assert!(path.starts_with("/keys/") && !path.starts_with("/keys//"), "{path}");
     http.set(&path, Response::ok(signer.public_pem()));
 
     let first = server.key("jitsi/key1").await.expect("key");
@@ -181,10 +168,7 @@ async fn fetched_once_then_cached() {
     let stats = server.stats();
     assert_eq!((stats.http_requests, stats.misses, stats.hits), (1, 1, 1));
     let agent = http.last_user_agent().expect("user agent sent");
-    assert_eq!(
-        agent,
-        format!("token-sidecar/{}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(agent, format!("token-sidecar/{}", env!("CARGO_PKG_VERSION")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,11 +213,7 @@ async fn not_found_is_negative_cached() {
 
     assert_eq!(server.key("missing").await.expect_err("404"), expected);
     assert_eq!(server.key("missing").await.expect_err("404"), expected);
-    assert_eq!(
-        http.requests(&path),
-        1,
-        "404 is not retried, then remembered"
-    );
+    assert_eq!(http.requests(&path), 1, "404 is not retried, then remembered");
     assert_eq!(server.stats().negative_hits, 1);
     assert!(expected.to_string().contains("HTTP 404"));
 
@@ -245,10 +225,7 @@ async fn not_found_is_negative_cached() {
     let signer = TestKey::ed25519();
     http.set(&path, Response::ok(signer.public_pem()));
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(verifies(
-        &server.key("missing").await.expect("key"),
-        &signer
-    ));
+    assert!(verifies(&server.key("missing").await.expect("key"), &signer));
 }
 
 #[tokio::test]
@@ -258,10 +235,7 @@ async fn server_error_is_retried() {
     let path = path_of(&server, &http, "k");
     http.set(&path, Response::status(500));
     let err = server.key("k").await.expect_err("500");
-    assert!(
-        matches!(err, KeyError::Status { status: 500, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, KeyError::Status { status: 500, .. }), "{err:?}");
     assert_eq!(http.requests(&path), 3, "one try and two retries");
     assert_eq!(server.stats().http_requests, 3);
     // Remembered: no more requests within negative_ttl.
@@ -276,10 +250,7 @@ async fn forbidden_is_not_retried() {
     let path = path_of(&server, &http, "k");
     http.set(&path, Response::status(403));
     let err = server.key("k").await.expect_err("403");
-    assert!(
-        matches!(err, KeyError::Status { status: 403, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, KeyError::Status { status: 403, .. }), "{err:?}");
     assert_eq!(http.requests(&path), 1);
 }
 
@@ -298,10 +269,7 @@ async fn slow_answers_time_out_with_retries() {
     .expect("server");
     let signer = TestKey::p256();
     let slow = path_of(&server, &http, "slow");
-    http.set(
-        &slow,
-        Response::ok(signer.public_pem()).delay(Duration::from_secs(5)),
-    );
+    http.set(&slow, Response::ok(signer.public_pem()).delay(Duration::from_secs(5)));
     let hung = path_of(&server, &http, "hung");
     http.set(&hung, Response::hang());
 
@@ -367,11 +335,7 @@ async fn garbage_body_is_an_error_and_not_cached_as_a_key() {
         let before = http.requests(&path);
         let err = server.key("k").await.expect_err("bad body");
         assert!(matches!(err, KeyError::BadBody { .. }), "{err:?}");
-        assert_eq!(
-            http.requests(&path),
-            before + 1,
-            "a bad body is not retried"
-        );
+        assert_eq!(http.requests(&path), before + 1, "a bad body is not retried");
     }
     let weak = server.key("k").await.expect_err("still refused");
     assert!(weak.to_string().contains("1024 bits"), "{weak}");
@@ -409,10 +373,7 @@ async fn redirects_are_not_followed() {
     http.set("/elsewhere.pem", Response::ok(signer.public_pem()));
     http.set(&path, Response::redirect(&http.url("/elsewhere.pem")));
     let err = server.key("moved").await.expect_err("redirect");
-    assert!(
-        matches!(err, KeyError::Status { status: 302, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, KeyError::Status { status: 302, .. }), "{err:?}");
     assert_eq!(http.requests(&path), 1);
     assert_eq!(http.requests("/elsewhere.pem"), 0);
 }
@@ -495,14 +456,8 @@ async fn stale_window_ends() {
     server.key("k").await.expect("key");
     http.set(&path, Response::status(500));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let err = server
-        .key("k")
-        .await
-        .expect_err("past ttl + stale_if_error");
-    assert!(
-        matches!(err, KeyError::Status { status: 500, .. }),
-        "{err:?}"
-    );
+    let err = server.key("k").await.expect_err("past ttl + stale_if_error");
+    assert!(matches!(err, KeyError::Status { status: 500, .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -523,10 +478,7 @@ async fn key_removed_from_server_is_dropped_after_ttl() {
     http.remove(&path);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let err = server.key("revoked").await.expect_err("404 drops the key");
-    assert!(
-        matches!(err, KeyError::Status { status: 404, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, KeyError::Status { status: 404, .. }), "{err:?}");
     assert_eq!(server.stats().stale_served, 0);
 }
 
@@ -546,10 +498,7 @@ async fn unknown_kid_flood_is_rate_limited() {
     );
     // A known kid, fetched before the flood, stays usable during it.
     let signer = TestKey::ed25519();
-    http.set(
-        &path_of(&server, &http, "known"),
-        Response::ok(signer.public_pem()),
-    );
+    http.set(&path_of(&server, &http, "known"), Response::ok(signer.public_pem()));
     server.key("known").await.expect("known key");
 
     let started = Instant::now();
@@ -577,10 +526,7 @@ async fn unknown_kid_flood_is_rate_limited() {
     assert!(flood_requests >= 1);
     assert_eq!(limited, 500 - flood_requests);
     assert_eq!(server.stats().rate_limited, limited);
-    assert!(verifies(
-        &server.key("known").await.expect("known key"),
-        &signer
-    ));
+    assert!(verifies(&server.key("known").await.expect("known key"), &signer));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -626,10 +572,7 @@ async fn jwks_loads_all_key_types_and_skips_bad_ones() {
         assert!(verifies(&key, signer), "{kid}");
     }
     for kid in ["broken", "enc-key", "weak"] {
-        assert!(
-            source.key(kid).await.expect("set loaded").is_none(),
-            "{kid}"
-        );
+        assert!(source.key(kid).await.expect("set loaded").is_none(), "{kid}");
     }
     assert!(
         http.last_user_agent()
@@ -643,8 +586,7 @@ async fn jwks_loads_lazily_once() {
     let signer = TestKey::rsa();
     http.set(
         "/jwks",
-        Response::ok(json!({"keys": [signer.jwk("k1")]}).to_string())
-            .delay(Duration::from_millis(200)),
+        Response::ok(json!({"keys": [signer.jwk("k1")]}).to_string()).delay(Duration::from_millis(200)),
     );
     let source = Arc::new(JwksSource::new(&http.url("/jwks"), settings()).expect("source"));
     let lookups: Vec<_> = (0..200)
@@ -674,14 +616,8 @@ async fn firebase_style_map() {
     http.set("/certs", Response::ok(doc.to_string()));
     let source = JwksSource::new(&http.url("/certs"), settings()).expect("source");
     assert_eq!(source.refresh().await.expect("loads"), 2);
-    assert!(verifies(
-        &source.key("a1b2").await.expect("ok").expect("a1b2"),
-        &rsa
-    ));
-    assert!(verifies(
-        &source.key("c3d4").await.expect("ok").expect("c3d4"),
-        &ec
-    ));
+    assert!(verifies(&source.key("a1b2").await.expect("ok").expect("a1b2"), &rsa));
+    assert!(verifies(&source.key("c3d4").await.expect("ok").expect("c3d4"), &ec));
 }
 
 #[tokio::test]
@@ -706,10 +642,7 @@ async fn jwks_never_loaded_is_an_error_remembered_for_negative_ttl() {
     let http = TestServer::start().await;
     let source = JwksSource::new(&http.url("/missing"), settings()).expect("source");
     let err = source.key("k").await.expect_err("never loaded");
-    assert!(
-        matches!(err, KeyError::Status { status: 404, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, KeyError::Status { status: 404, .. }), "{err:?}");
     assert!(source.key("k").await.is_err());
     assert_eq!(http.requests("/missing"), 1);
 }
@@ -721,11 +654,9 @@ async fn jwks_refreshes_after_max_age_and_keeps_old_set_on_failure() {
     let second = TestKey::p256();
     http.set(
         "/jwks",
-        Response::ok(json!({"keys": [first.jwk("k1")]}).to_string())
-            .header("Cache-Control", "public, max-age=1"),
+        Response::ok(json!({"keys": [first.jwk("k1")]}).to_string()).header("Cache-Control", "public, max-age=1"),
     );
-    let source =
-        JwksSource::with_timing(&http.url("/jwks"), settings(), fast_timing()).expect("source");
+    let source = JwksSource::with_timing(&http.url("/jwks"), settings(), fast_timing()).expect("source");
     assert!(source.key("k1").await.expect("loaded").is_some());
     assert!(source.key("k1").await.expect("loaded").is_some());
     assert_eq!(http.requests("/jwks"), 1, "fresh for max-age");
@@ -747,10 +678,7 @@ async fn jwks_refreshes_after_max_age_and_keeps_old_set_on_failure() {
         if verifies(&key, &second) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the refreshed set was never used"
-        );
+        assert!(Instant::now() < deadline, "the refreshed set was never used");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(source.key("k2").await.expect("ok").is_some());
@@ -768,8 +696,7 @@ async fn jwks_minimum_refresh_interval() {
     let http = TestServer::start().await;
     http.set(
         "/jwks",
-        Response::ok(json!({"keys": [TestKey::p256().jwk("k1")]}).to_string())
-            .header("Cache-Control", "max-age=0"),
+        Response::ok(json!({"keys": [TestKey::p256().jwk("k1")]}).to_string()).header("Cache-Control", "max-age=0"),
     );
     let source = JwksSource::with_timing(
         &http.url("/jwks"),
@@ -784,11 +711,7 @@ async fn jwks_minimum_refresh_interval() {
         assert!(source.key("k1").await.expect("ok").is_some());
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        http.requests("/jwks"),
-        1,
-        "max-age=0 does not mean every lookup"
-    );
+    assert_eq!(http.requests("/jwks"), 1, "max-age=0 does not mean every lookup");
 }
 
 #[tokio::test]
@@ -796,10 +719,7 @@ async fn jwks_rotation_keeps_removed_kids_for_the_grace_period() {
     let http = TestServer::start().await;
     let old = TestKey::rsa();
     let new = TestKey::p384();
-    http.set(
-        "/jwks",
-        Response::ok(json!({"keys": [old.jwk("old")]}).to_string()),
-    );
+    http.set("/jwks", Response::ok(json!({"keys": [old.jwk("old")]}).to_string()));
     let source = JwksSource::with_timing(
         &http.url("/jwks"),
         settings(),
@@ -810,26 +730,16 @@ async fn jwks_rotation_keeps_removed_kids_for_the_grace_period() {
     )
     .expect("source");
     assert_eq!(source.refresh().await.expect("loads"), 1);
-    http.set(
-        "/jwks",
-        Response::ok(json!({"keys": [new.jwk("new")]}).to_string()),
-    );
+    http.set("/jwks", Response::ok(json!({"keys": [new.jwk("new")]}).to_string()));
     assert_eq!(source.refresh().await.expect("loads"), 1);
 
-    let kept = source
-        .key("old")
-        .await
-        .expect("ok")
-        .expect("old kept during grace");
+    let kept = source.key("old").await.expect("ok").expect("old kept during grace");
     assert!(verifies(&kept, &old));
     assert!(source.key("new").await.expect("ok").is_some());
 
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(source.refresh().await.expect("loads"), 1);
-    assert!(
-        source.key("old").await.expect("ok").is_none(),
-        "gone after grace"
-    );
+    assert!(source.key("old").await.expect("ok").is_none(), "gone after grace");
     assert!(source.key("new").await.expect("ok").is_some());
 }
 
@@ -837,10 +747,7 @@ async fn jwks_rotation_keeps_removed_kids_for_the_grace_period() {
 async fn jwks_unknown_kid_refreshes_at_most_once_per_interval() {
     let http = TestServer::start().await;
     let signer = TestKey::ed25519();
-    http.set(
-        "/jwks",
-        Response::ok(json!({"keys": [signer.jwk("k1")]}).to_string()),
-    );
+    http.set("/jwks", Response::ok(json!({"keys": [signer.jwk("k1")]}).to_string()));
     let source = JwksSource::with_timing(
         &http.url("/jwks"),
         settings(),
@@ -864,13 +771,7 @@ async fn jwks_unknown_kid_refreshes_at_most_once_per_interval() {
     // Within the interval, unknown kids do not refresh.
     assert!(source.key("nope").await.expect("ok").is_none());
     for i in 0..50 {
-        assert!(
-            source
-                .key(&format!("random-{i}"))
-                .await
-                .expect("ok")
-                .is_none()
-        );
+        assert!(source.key(&format!("random-{i}")).await.expect("ok").is_none());
     }
     assert_eq!(http.requests("/jwks"), 2);
     assert!(source.stats().rate_limited >= 51);

@@ -29,12 +29,8 @@ pub(super) fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), &'static str> {
         0x80 => return Err("indefinite DER length"),
         0x81..=0x84 => {
             let n = usize::from(first & 0x7f);
-            let (bytes, rest) = after_len
-                .split_at_checked(n)
-                .ok_or("truncated DER length")?;
-            let len = bytes
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            let (bytes, rest) = after_len.split_at_checked(n).ok_or("truncated DER length")?;
+            let len = bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
             (len, rest)
         }
         _ => return Err("DER length too large"),
@@ -43,31 +39,14 @@ pub(super) fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), &'static str> {
         .split_at_checked(len)
         .ok_or("truncated DER (length past the end)")?;
     let header = input.len() - after_len.len();
-    let whole = input
-        .get(..header + len)
-        .ok_or("truncated DER (length past the end)")?;
-    Ok((
-        Tlv {
-            tag,
-            content,
-            whole,
-        },
-        rest,
-    ))
+    let whole = input.get(..header + len).ok_or("truncated DER (length past the end)")?;
+    Ok((Tlv { tag, content, whole }, rest))
 }
 
 /// Reads the first element of `input`, which must have tag `tag`.
-pub(super) fn expect<'a>(
-    input: &'a [u8],
-    tag: u8,
-    what: &'static str,
-) -> Result<(Tlv<'a>, &'a [u8]), &'static str> {
+pub(super) fn expect<'a>(input: &'a [u8], tag: u8, what: &'static str) -> Result<(Tlv<'a>, &'a [u8]), &'static str> {
     let (tlv, rest) = read(input)?;
-    if tlv.tag == tag {
-        Ok((tlv, rest))
-    } else {
-        Err(what)
-    }
+    if tlv.tag == tag { Ok((tlv, rest)) } else { Err(what) }
 }
 
 /// Dotted text of an object identifier, for error messages.
@@ -101,18 +80,12 @@ pub(super) fn oid_text(oid: &[u8]) -> String {
 }
 
 /// The value of a non-negative INTEGER's contents without leading zero bytes.
-pub(super) fn unsigned_integer<'a>(
-    content: &'a [u8],
-    what: &'static str,
-) -> Result<&'a [u8], &'static str> {
+pub(super) fn unsigned_integer<'a>(content: &'a [u8], what: &'static str) -> Result<&'a [u8], &'static str> {
     match content.first() {
         None => Err(what),
         Some(&b) if b & 0x80 != 0 => Err(what),
         Some(_) => {
-            let start = content
-                .iter()
-                .position(|&b| b != 0)
-                .unwrap_or(content.len());
+            let start = content.iter().position(|&b| b != 0).unwrap_or(content.len());
             content.get(start..).ok_or(what)
         }
     }
@@ -207,10 +180,7 @@ mod tests {
         write_unsigned(&mut out, &[0x00, 0x00, 0x80, 0x01]);
         assert_eq!(out, [0x02, 0x03, 0x00, 0x80, 0x01]);
         let (tlv, _) = read(&out).expect("integer");
-        assert_eq!(
-            unsigned_integer(tlv.content, "bad").expect("positive"),
-            &[0x80, 0x01]
-        );
+        assert_eq!(unsigned_integer(tlv.content, "bad").expect("positive"), &[0x80, 0x01]);
         assert_eq!(bit_length(&[0x80, 0x01]), 16);
         assert_eq!(bit_length(&[0x01]), 1);
         assert!(unsigned_integer(&[0x80], "negative").is_err());

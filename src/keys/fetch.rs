@@ -52,11 +52,7 @@ pub enum KeyError {
     #[error("HTTP {status} from {url}")]
     Status { url: String, status: u16 },
     #[error("no answer from {url} within {timeout_ms} ms ({tries} tries)")]
-    Timeout {
-        url: String,
-        timeout_ms: u64,
-        tries: u32,
-    },
+    Timeout { url: String, timeout_ms: u64, tries: u32 },
     #[error("could not connect to {url}: {detail}")]
     Connect { url: String, detail: String },
     #[error("{url} did not return a usable key: {detail}")]
@@ -99,8 +95,7 @@ pub(super) fn parse_http_url(url: &str, option: &str) -> Result<Url, String> {
     if trimmed.is_empty() {
         return Err(format!("{option} is empty; set it to an http or https URL"));
     }
-    let parsed =
-        Url::parse(trimmed).map_err(|e| format!("{option}: {trimmed:?} is not a URL ({e})"))?;
+    let parsed = Url::parse(trimmed).map_err(|e| format!("{option}: {trimmed:?} is not a URL ({e})"))?;
     match parsed.scheme() {
         "http" | "https" => {}
         other => {
@@ -125,9 +120,7 @@ fn is_loopback(url: &Url) -> bool {
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let name = host.trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name == "localhost" || name.ends_with(".localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The HTTP client for one key source: timeouts from `settings`, no redirects, our User-Agent,
@@ -143,12 +136,9 @@ pub(super) fn build_client(url: &Url, settings: &FetchSettings) -> Result<Client
     if is_loopback(url) {
         builder = builder.no_proxy();
     }
-    builder.build().map_err(|e| {
-        format!(
-            "could not build the HTTP client for {url}: {}",
-            error_chain(&e)
-        )
-    })
+    builder
+        .build()
+        .map_err(|e| format!("could not build the HTTP client for {url}: {}", error_chain(&e)))
 }
 
 /// A successful answer.
@@ -223,40 +213,21 @@ impl Failure {
 }
 
 async fn fetch_once(client: &Client, url: &str) -> Result<Fetched, Failure> {
-    let mut response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| Failure::from_reqwest(&e))?;
+    let mut response = client.get(url).send().await.map_err(|e| Failure::from_reqwest(&e))?;
     if response.status() == StatusCode::NO_CONTENT {
-        return Err(Failure::BadBody(
-            "HTTP 204: the answer has no body".to_string(),
-        ));
+        return Err(Failure::BadBody("HTTP 204: the answer has no body".to_string()));
     }
     if response.status() != StatusCode::OK {
         return Err(Failure::Status(response.status().as_u16()));
     }
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_BODY as u64)
-    {
-        return Err(Failure::BadBody(format!(
-            "body larger than {} KiB",
-            MAX_BODY / 1024
-        )));
+    if response.content_length().is_some_and(|len| len > MAX_BODY as u64) {
+        return Err(Failure::BadBody(format!("body larger than {} KiB", MAX_BODY / 1024)));
     }
     let max_age = freshness(response.headers());
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| Failure::from_reqwest(&e))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| Failure::from_reqwest(&e))? {
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(Failure::BadBody(format!(
-                "body larger than {} KiB",
-                MAX_BODY / 1024
-            )));
+            return Err(Failure::BadBody(format!("body larger than {} KiB", MAX_BODY / 1024)));
         }
         body.extend_from_slice(&chunk);
     }
@@ -359,11 +330,7 @@ mod tests {
             file,
             "asap_key_server: file:// URLs are not supported; use http or https"
         );
-        assert!(
-            parse_http_url("", "x")
-                .expect_err("empty")
-                .contains("empty")
-        );
+        assert!(parse_http_url("", "x").expect_err("empty").contains("empty"));
         assert!(parse_http_url("keys.example.com", "x").is_err());
         assert!(parse_http_url("https://k.example/#frag", "x").is_err());
     }
@@ -380,11 +347,7 @@ mod tests {
         ] {
             assert!(is_loopback(&Url::parse(url).expect("url")), "{url}");
         }
-        for url in [
-            "http://10.0.0.1/",
-            "https://keys.example.com/",
-            "http://[::2]/",
-        ] {
+        for url in ["http://10.0.0.1/", "https://keys.example.com/", "http://[::2]/"] {
             assert!(!is_loopback(&Url::parse(url).expect("url")), "{url}");
         }
     }
@@ -403,20 +366,14 @@ mod tests {
         };
         let secs = |s| Some(Duration::from_secs(s));
         assert_eq!(parse(&[], None), None);
-        assert_eq!(
-            parse(&["public, max-age=19845, must-revalidate"], None),
-            secs(19845)
-        );
+        assert_eq!(parse(&["public, max-age=19845, must-revalidate"], None), secs(19845));
         assert_eq!(parse(&["Max-Age = \"60\""], None), secs(60));
         assert_eq!(parse(&["max-age=600"], Some("100")), secs(500));
         assert_eq!(parse(&["max-age=60"], Some("100")), secs(0));
         assert_eq!(parse(&["no-cache"], None), secs(0));
         assert_eq!(parse(&["s-maxage=5, max-age=abc"], None), None);
         assert_eq!(parse(&["max-age=-5"], None), None);
-        assert_eq!(
-            parse(&["max-age=99999999999999999999999"], None),
-            secs(u64::MAX)
-        );
+        assert_eq!(parse(&["max-age=99999999999999999999999"], None), secs(u64::MAX));
         assert_eq!(parse(&["max-age=100", "max-age=50"], None), secs(50));
     }
 

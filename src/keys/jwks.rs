@@ -96,10 +96,7 @@ impl KeySet {
     }
 
     fn live_count(&self) -> usize {
-        self.keys
-            .values()
-            .filter(|s| s.gone_since.is_none())
-            .count()
+        self.keys.values().filter(|s| s.gone_since.is_none()).count()
     }
 }
 
@@ -110,11 +107,7 @@ impl JwksSource {
     }
 
     /// Like [`JwksSource::new`], with other intervals (tests shorten them).
-    pub fn with_timing(
-        url: &str,
-        settings: FetchSettings,
-        timing: JwksTiming,
-    ) -> Result<Self, String> {
+    pub fn with_timing(url: &str, settings: FetchSettings, timing: JwksTiming) -> Result<Self, String> {
         let parsed = fetch::parse_http_url(url, "cache_keys_url")?;
         let client = fetch::build_client(&parsed, &settings)?;
         let url = url.trim().to_string();
@@ -205,11 +198,7 @@ impl JwksSource {
     }
 
     /// `kid` is not in the set: refresh once if the unknown-kid interval allows, then look again.
-    async fn unknown_kid(
-        &self,
-        kid: &str,
-        now: Instant,
-    ) -> Result<Option<Arc<VerifyingKey>>, KeyError> {
+    async fn unknown_kid(&self, kid: &str, now: Instant) -> Result<Option<Arc<VerifyingKey>>, KeyError> {
         let inner = &self.inner;
         let seen = inner.generation.load(Ordering::Acquire);
         let mut state = inner.fetching.lock().await;
@@ -221,9 +210,9 @@ impl JwksSource {
                 .and_then(|set| set.get(kid, Instant::now(), inner.timing.grace));
             return Ok(self.count_lookup(found));
         }
-        let allowed = state.last_unknown_refresh.is_none_or(|last| {
-            now.saturating_duration_since(last) >= inner.timing.unknown_kid_interval
-        });
+        let allowed = state
+            .last_unknown_refresh
+            .is_none_or(|last| now.saturating_duration_since(last) >= inner.timing.unknown_kid_interval);
         if !allowed {
             Counters::bump(&inner.counters.rate_limited);
             Counters::bump(&inner.counters.negative_hits);
@@ -286,10 +275,7 @@ impl Drop for RefreshingFlag {
 
 impl Inner {
     fn current(&self) -> Option<Arc<KeySet>> {
-        self.set
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.set.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     fn refresh_due(&self, now: Instant) -> bool {
@@ -300,10 +286,7 @@ impl Inner {
     }
 
     fn set_refresh_at(&self, at: Option<Instant>) {
-        *self
-            .refresh_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
+        *self.refresh_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
     }
 
     /// Fetches and installs a new set. The caller holds `fetching` (passed in as `state`).
@@ -319,10 +302,7 @@ impl Inner {
                 let set = self.merge(keys, now);
                 let count = set.live_count();
                 tracing::debug!(url = %self.url, keys = count, refresh_in_s = interval.as_secs(), "loaded key set");
-                *self
-                    .set
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(set));
+                *self.set.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(set));
                 self.set_refresh_at(now.checked_add(interval));
                 state.last_error = None;
                 Ok(count)
@@ -344,15 +324,7 @@ impl Inner {
     fn merge(&self, fresh: HashMap<String, Arc<VerifyingKey>>, now: Instant) -> KeySet {
         let mut keys: HashMap<String, Slot> = fresh
             .into_iter()
-            .map(|(kid, key)| {
-                (
-                    kid,
-                    Slot {
-                        key,
-                        gone_since: None,
-                    },
-                )
-            })
+            .map(|(kid, key)| (kid, Slot { key, gone_since: None }))
             .collect();
         if let Some(old) = self.current() {
             for (kid, slot) in &old.keys {
@@ -375,9 +347,7 @@ impl Inner {
         KeySet { keys }
     }
 
-    async fn fetch_set(
-        &self,
-    ) -> Result<(HashMap<String, Arc<VerifyingKey>>, Option<Duration>), KeyError> {
+    async fn fetch_set(&self) -> Result<(HashMap<String, Arc<VerifyingKey>>, Option<Duration>), KeyError> {
         let fetched = fetch::fetch(&self.client, &self.url, &self.settings, &self.counters).await?;
         let keys = parse_key_set(&fetched.body, &self.url).map_err(|detail| KeyError::BadBody {
             url: self.url.clone(),
@@ -391,8 +361,7 @@ impl Inner {
 /// that cannot be used are skipped (with a warning); the set fails only when it is not one of
 /// these shapes, or when it lists keys and none of them can be used.
 fn parse_key_set(body: &[u8], url: &str) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let obj = doc
         .as_object()
         .ok_or("expected a JSON object (JWKS or a {kid: certificate} map)")?;

@@ -119,15 +119,11 @@ impl VerifyingKey {
 
     /// A public key from one JWK (RSA, EC P-256/P-384, OKP Ed25519).
     pub fn from_jwk(jwk: &serde_json::Value) -> Result<Self, KeyError> {
-        let obj = jwk
-            .as_object()
-            .ok_or_else(|| bad("a JWK must be a JSON object"))?;
+        let obj = jwk.as_object().ok_or_else(|| bad("a JWK must be a JSON object"))?;
         if let Some(usage) = obj.get("use")
             && usage.as_str() != Some("sig")
         {
-            return Err(bad(format!(
-                "JWK \"use\" is {usage}, not \"sig\": not a signature key"
-            )));
+            return Err(bad(format!("JWK \"use\" is {usage}, not \"sig\": not a signature key")));
         }
         if let Some(ops) = obj.get("key_ops").and_then(|v| v.as_array())
             && !ops.iter().any(|op| op.as_str() == Some("verify"))
@@ -180,17 +176,12 @@ impl VerifyingKey {
                 Some("Ed25519") => {
                     let x = jwk_bytes(jwk, "x")?;
                     if x.len() != 32 {
-                        return Err(bad(format!(
-                            "Ed25519 JWK \"x\" must be 32 bytes, got {}",
-                            x.len()
-                        )));
+                        return Err(bad(format!("Ed25519 JWK \"x\" must be 32 bytes, got {}", x.len())));
                     }
                     single(KeyKind::Ed25519, &signature::ED25519, &x)?
                 }
                 Some(other) => {
-                    return Err(bad(format!(
-                        "OKP curve {other:?} is not supported (only Ed25519)"
-                    )));
+                    return Err(bad(format!("OKP curve {other:?} is not supported (only Ed25519)")));
                 }
                 None => return Err(bad("OKP JWK has no \"crv\"")),
             },
@@ -203,9 +194,7 @@ impl VerifyingKey {
                 .and_then(|a| a.parse::<Algorithm>().ok())
                 .is_some_and(|a| key.kind.accepts(a));
             if !usable {
-                return Err(bad(format!(
-                    "JWK \"alg\" {alg} cannot be used with this {kty} key"
-                )));
+                return Err(bad(format!("JWK \"alg\" {alg} cannot be used with this {kty} key")));
             }
         }
         Ok(key)
@@ -280,10 +269,7 @@ fn whole_element<'a>(der: &'a [u8], what: &str) -> Result<&'a [u8], KeyError> {
         return Err(bad(format!("{what}: expected a DER SEQUENCE")));
     }
     if !rest.is_empty() {
-        return Err(bad(format!(
-            "{what}: {} unexpected bytes after the key",
-            rest.len()
-        )));
+        return Err(bad(format!("{what}: {} unexpected bytes after the key", rest.len())));
     }
     Ok(tlv.whole)
 }
@@ -301,31 +287,18 @@ fn certificate_spki(cert: &[u8]) -> Result<&[u8], &'static str> {
     if first.tag == der::CONTEXT_0 {
         rest = after; // version
     }
-    let (_, rest) = der::expect(
-        rest,
-        der::INTEGER,
-        "certificate: expected the serial number",
-    )?;
-    let (_, rest) = der::expect(
-        rest,
-        der::SEQUENCE,
-        "certificate: expected the signature algorithm",
-    )?;
+    let (_, rest) = der::expect(rest, der::INTEGER, "certificate: expected the serial number")?;
+    let (_, rest) = der::expect(rest, der::SEQUENCE, "certificate: expected the signature algorithm")?;
     let (_, rest) = der::expect(rest, der::SEQUENCE, "certificate: expected the issuer")?;
     let (_, rest) = der::expect(rest, der::SEQUENCE, "certificate: expected the validity")?;
     let (_, rest) = der::expect(rest, der::SEQUENCE, "certificate: expected the subject")?;
-    let (spki, _) = der::expect(
-        rest,
-        der::SEQUENCE,
-        "certificate: expected the subject public key info",
-    )?;
+    let (spki, _) = der::expect(rest, der::SEQUENCE, "certificate: expected the subject public key info")?;
     Ok(spki.whole)
 }
 
 /// A key from a SubjectPublicKeyInfo, its type read from the algorithm OID.
 fn from_spki(spki: &[u8]) -> Result<VerifyingKey, KeyError> {
-    let (oid, params, bits) =
-        split_spki(spki).map_err(|e| bad(format!("SubjectPublicKeyInfo: {e}")))?;
+    let (oid, params, bits) = split_spki(spki).map_err(|e| bad(format!("SubjectPublicKeyInfo: {e}")))?;
     match oid {
         OID_RSA => {
             // BIT STRING: one byte of unused bits (must be 0), then the PKCS#1 RSAPublicKey.
@@ -349,9 +322,7 @@ fn from_spki(spki: &[u8]) -> Result<VerifyingKey, KeyError> {
             }
         }
         OID_ED25519 => single(KeyKind::Ed25519, &signature::ED25519, spki),
-        OID_RSA_PSS => Err(bad(
-            "RSASSA-PSS keys are not supported (use an rsaEncryption key)",
-        )),
+        OID_RSA_PSS => Err(bad("RSASSA-PSS keys are not supported (use an rsaEncryption key)")),
         other => Err(bad(format!(
             "key algorithm {} is not supported (RSA, EC P-256/P-384 or Ed25519)",
             der::oid_text(other)
@@ -365,11 +336,7 @@ type SpkiParts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 /// Splits a SubjectPublicKeyInfo into its parts.
 fn split_spki(spki: &[u8]) -> Result<SpkiParts<'_>, &'static str> {
     let (outer, _) = der::expect(spki, der::SEQUENCE, "expected a SEQUENCE")?;
-    let (alg_id, rest) = der::expect(
-        outer.content,
-        der::SEQUENCE,
-        "expected an AlgorithmIdentifier",
-    )?;
+    let (alg_id, rest) = der::expect(outer.content, der::SEQUENCE, "expected an AlgorithmIdentifier")?;
     let (bits, _) = der::expect(rest, der::BIT_STRING, "expected the key BIT STRING")?;
     let (oid, params) = der::expect(alg_id.content, der::OID, "expected the algorithm OID")?;
     Ok((oid.content, params, bits.content))
@@ -416,21 +383,12 @@ fn rsa_keys(der: &[u8], bits: u32) -> Result<VerifyingKey, KeyError> {
     Ok(VerifyingKey {
         kind: KeyKind::Rsa { bits },
         fingerprint: public_fingerprint(&rs256),
-        material: Material::Rsa {
-            rs256,
-            rs384,
-            rs512,
-        },
+        material: Material::Rsa { rs256, rs384, rs512 },
     })
 }
 
-fn single(
-    kind: KeyKind,
-    alg: &'static dyn VerificationAlgorithm,
-    bytes: &[u8],
-) -> Result<VerifyingKey, KeyError> {
-    let key =
-        ParsedPublicKey::new(alg, bytes).map_err(|e| bad(format!("{kind:?} key rejected: {e}")))?;
+fn single(kind: KeyKind, alg: &'static dyn VerificationAlgorithm, bytes: &[u8]) -> Result<VerifyingKey, KeyError> {
+    let key = ParsedPublicKey::new(alg, bytes).map_err(|e| bad(format!("{kind:?} key rejected: {e}")))?;
     Ok(VerifyingKey {
         kind,
         fingerprint: public_fingerprint(&key),
@@ -495,16 +453,10 @@ mod tests {
             *b ^= 1;
         }
         assert!(!key.verify(alg, MSG, &flipped), "{alg:?} flipped signature");
-        assert!(
-            !key.verify(alg, b"other message", good),
-            "{alg:?} other message"
-        );
+        assert!(!key.verify(alg, b"other message", good), "{alg:?} other message");
         assert!(!key.verify(alg, MSG, &[]), "{alg:?} empty signature");
         for other in ALL.into_iter().filter(|&a| a != alg) {
-            assert!(
-                !key.verify(other, MSG, good),
-                "{alg:?} key used as {other:?}"
-            );
+            assert!(!key.verify(other, MSG, good), "{alg:?} key used as {other:?}");
         }
     }
 
@@ -530,8 +482,7 @@ mod tests {
     fn rsa_verifies_rs_family() {
         let pair = rsa_pair();
         let spki = pair.public_key().as_der().expect("spki");
-        let key =
-            VerifyingKey::from_pem(pem_of("PUBLIC KEY", spki.as_ref()).as_bytes()).expect("pem");
+        let key = VerifyingKey::from_pem(pem_of("PUBLIC KEY", spki.as_ref()).as_bytes()).expect("pem");
         assert_eq!(key.kind(), KeyKind::Rsa { bits: 2048 });
         for (alg, enc) in [
             (Algorithm::RS256, &sig::RSA_PKCS1_SHA256),
@@ -539,8 +490,7 @@ mod tests {
             (Algorithm::RS512, &sig::RSA_PKCS1_SHA512),
         ] {
             let mut out = vec![0; pair.public_modulus_len()];
-            pair.sign(enc, &SystemRandom::new(), MSG, &mut out)
-                .expect("sign");
+            pair.sign(enc, &SystemRandom::new(), MSG, &mut out).expect("sign");
             check(&key, alg, &out);
         }
         // A PS256 signature is refused even though the key is RSA.
@@ -555,12 +505,9 @@ mod tests {
     fn rsa_from_pkcs1_pem_and_jwk_are_the_same_key() {
         let pair = rsa_pair();
         let public = pair.public_key();
-        let spki = VerifyingKey::from_pem(
-            pem_of("PUBLIC KEY", public.as_der().expect("spki").as_ref()).as_bytes(),
-        )
-        .expect("spki");
-        let pkcs1 = VerifyingKey::from_pem(pem_of("RSA PUBLIC KEY", public.as_ref()).as_bytes())
-            .expect("pkcs1");
+        let spki = VerifyingKey::from_pem(pem_of("PUBLIC KEY", public.as_der().expect("spki").as_ref()).as_bytes())
+            .expect("spki");
+        let pkcs1 = VerifyingKey::from_pem(pem_of("RSA PUBLIC KEY", public.as_ref()).as_bytes()).expect("pkcs1");
         let jwk = serde_json::json!({
             "kty": "RSA",
             "use": "sig",
@@ -583,29 +530,19 @@ mod tests {
     fn ec_and_ed25519_verify_their_algorithm_only() {
         let rng = SystemRandom::new();
         for (alg, signing, kind) in [
-            (
-                Algorithm::ES256,
-                &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
-                KeyKind::EcP256,
-            ),
-            (
-                Algorithm::ES384,
-                &sig::ECDSA_P384_SHA384_FIXED_SIGNING,
-                KeyKind::EcP384,
-            ),
+            (Algorithm::ES256, &sig::ECDSA_P256_SHA256_FIXED_SIGNING, KeyKind::EcP256),
+            (Algorithm::ES384, &sig::ECDSA_P384_SHA384_FIXED_SIGNING, KeyKind::EcP384),
         ] {
             let pair = EcdsaKeyPair::generate(signing).expect("ec keygen");
             let spki = pair.public_key().as_der().expect("spki");
-            let key = VerifyingKey::from_pem(pem_of("PUBLIC KEY", spki.as_ref()).as_bytes())
-                .expect("ec pem");
+            let key = VerifyingKey::from_pem(pem_of("PUBLIC KEY", spki.as_ref()).as_bytes()).expect("ec pem");
             assert_eq!(key.kind(), kind);
             let signature = pair.sign(&rng, MSG).expect("sign");
             check(&key, alg, signature.as_ref());
         }
         let pair = Ed25519KeyPair::generate().expect("ed keygen");
         let spki = pair.public_key().as_der().expect("spki");
-        let key =
-            VerifyingKey::from_pem(pem_of("PUBLIC KEY", spki.as_ref()).as_bytes()).expect("ed pem");
+        let key = VerifyingKey::from_pem(pem_of("PUBLIC KEY", spki.as_ref()).as_bytes()).expect("ed pem");
         assert_eq!(key.kind(), KeyKind::Ed25519);
         check(&key, Algorithm::EdDSA, pair.sign(MSG).as_ref());
 
@@ -635,16 +572,10 @@ mod tests {
         // Wrong curve name for the coordinates, and a point off the curve.
         let mut wrong = jwk.clone();
         wrong["crv"] = "P-384".into();
-        assert!(matches!(
-            VerifyingKey::from_jwk(&wrong),
-            Err(KeyError::BadKey(_))
-        ));
+        assert!(matches!(VerifyingKey::from_jwk(&wrong), Err(KeyError::BadKey(_))));
         let mut off = jwk.clone();
         off["y"] = URL_SAFE_NO_PAD.encode([7u8; 32]).into();
-        assert!(matches!(
-            VerifyingKey::from_jwk(&off),
-            Err(KeyError::BadKey(_))
-        ));
+        assert!(matches!(VerifyingKey::from_jwk(&off), Err(KeyError::BadKey(_))));
     }
 
     #[test]
@@ -701,10 +632,8 @@ mod tests {
             let err = VerifyingKey::from_pem(case).expect_err("must be refused");
             assert!(matches!(err, KeyError::BadKey(_)), "{err:?}");
         }
-        let private = VerifyingKey::from_pem(
-            b"-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n",
-        )
-        .expect_err("private");
+        let private = VerifyingKey::from_pem(b"-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n")
+            .expect_err("private");
         assert!(private.to_string().contains("private key"), "{private}");
     }
 
@@ -714,10 +643,7 @@ mod tests {
         let der = spki.as_ref();
         for len in 0..der.len() {
             let pem = pem_of("PUBLIC KEY", &der[..len]);
-            assert!(
-                VerifyingKey::from_pem(pem.as_bytes()).is_err(),
-                "truncated to {len}"
-            );
+            assert!(VerifyingKey::from_pem(pem.as_bytes()).is_err(), "truncated to {len}");
             let cert = pem_of("CERTIFICATE", &der[..len]);
             assert!(VerifyingKey::from_pem(cert.as_bytes()).is_err());
         }

@@ -80,15 +80,10 @@ impl Entry {
     }
 
     /// The key this entry may still serve if a refetch fails, with when it was fetched.
-    fn stale_key(
-        &self,
-        now: Instant,
-        settings: &FetchSettings,
-    ) -> Option<(Arc<VerifyingKey>, Instant)> {
+    fn stale_key(&self, now: Instant, settings: &FetchSettings) -> Option<(Arc<VerifyingKey>, Instant)> {
         match self {
             Entry::Key { key, fetched, .. }
-                if now.saturating_duration_since(*fetched)
-                    < settings.ttl.saturating_add(settings.stale_if_error) =>
+                if now.saturating_duration_since(*fetched) < settings.ttl.saturating_add(settings.stale_if_error) =>
             {
                 Some((Arc::clone(key), *fetched))
             }
@@ -99,9 +94,7 @@ impl Entry {
     /// When the cache may forget this entry.
     fn deadline(&self, settings: &FetchSettings) -> Option<Instant> {
         match self {
-            Entry::Key { fetched, .. } => {
-                fetched.checked_add(settings.ttl.saturating_add(settings.stale_if_error))
-            }
+            Entry::Key { fetched, .. } => fetched.checked_add(settings.ttl.saturating_add(settings.stale_if_error)),
             Entry::Failed { at, .. } => at.checked_add(settings.negative_ttl),
         }
     }
@@ -122,12 +115,7 @@ impl EntryExpiry {
 }
 
 impl Expiry<String, Entry> for EntryExpiry {
-    fn expire_after_create(
-        &self,
-        _: &String,
-        entry: &Entry,
-        created_at: Instant,
-    ) -> Option<Duration> {
+    fn expire_after_create(&self, _: &String, entry: &Entry, created_at: Instant) -> Option<Duration> {
         self.remaining(entry, created_at)
     }
 
@@ -204,11 +192,7 @@ impl KeyServer {
 
     /// The URL the key for `kid` is fetched from: base, exactly one `/`, hex SHA-256 of the kid, `.pem`.
     pub fn url_for(&self, kid: &str) -> String {
-        format!(
-            "{}/{}.pem",
-            self.base,
-            crate::hex(&crate::sha256(kid.as_bytes()))
-        )
+        format!("{}/{}.pem", self.base, crate::hex(&crate::sha256(kid.as_bytes())))
     }
 
     /// The key for `kid`: from the cache, or fetched (once, however many callers wait for it).
@@ -226,11 +210,7 @@ impl KeyServer {
     }
 
     /// The answer `entry` gives without fetching, if it gives one; counts it.
-    fn answer_from(
-        &self,
-        entry: &Entry,
-        now: Instant,
-    ) -> Option<Result<Arc<VerifyingKey>, KeyError>> {
+    fn answer_from(&self, entry: &Entry, now: Instant) -> Option<Result<Arc<VerifyingKey>, KeyError>> {
         match entry.freshness(now, &self.settings) {
             Freshness::Fresh(key) => {
                 Counters::bump(&self.counters.hits);
@@ -266,9 +246,7 @@ impl KeyServer {
                 if stale.is_none() && !self.take_unknown_kid_budget(now) {
                     Counters::bump(&self.counters.rate_limited);
                     tracing::debug!(kid = ?kid, "unknown-kid fetch budget spent; not fetching");
-                    *slot = Some(Err(KeyError::RateLimited {
-                        kid: kid.to_string(),
-                    }));
+                    *slot = Some(Err(KeyError::RateLimited { kid: kid.to_string() }));
                     return Op::Nop;
                 }
                 Counters::bump(&self.counters.misses);
@@ -279,9 +257,7 @@ impl KeyServer {
             .await;
         outcome.unwrap_or_else(|| {
             // Unreachable: every branch of the closure fills the slot.
-            Err(KeyError::BadKey(format!(
-                "internal error looking up kid {kid:?}"
-            )))
+            Err(KeyError::BadKey(format!("internal error looking up kid {kid:?}")))
         })
     }
 

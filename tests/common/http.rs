@@ -106,9 +106,7 @@ pub struct TestServer {
 impl TestServer {
     /// Listens on 127.0.0.1 on a free port.
     pub async fn start() -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind test server");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind test server");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State::default());
         let accept_state = Arc::clone(&state);
@@ -147,11 +145,7 @@ impl TestServer {
 
     /// Forget `path` (it answers 404 again).
     pub fn remove(&self, path: &str) {
-        self.state
-            .routes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(path);
+        self.state.routes.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
     }
 
     /// Requests received for `path` so far.

@@ -52,9 +52,7 @@ impl TestKey {
     /// RSA-2048.
     pub fn rsa() -> TestKey {
         let pair = rsa::KeyPair::generate(rsa::KeySize::Rsa2048).expect("RSA keygen");
-        TestKey {
-            pair: Pair::Rsa(pair),
-        }
+        TestKey { pair: Pair::Rsa(pair) }
     }
 
     /// ECDSA P-256 (ES256).
@@ -186,8 +184,7 @@ impl TestKey {
                     other => panic!("an RSA key cannot sign {other:?}"),
                 };
                 let mut out = vec![0; pair.public_modulus_len()];
-                pair.sign(padding, &rng, message, &mut out)
-                    .expect("RSA sign");
+                pair.sign(padding, &rng, message, &mut out).expect("RSA sign");
                 out
             }
             Pair::Ec { pair, .. } => pair.sign(&rng, message).expect("EC sign").as_ref().to_vec(),
@@ -240,21 +237,12 @@ impl TestKey {
         // sha256WithRSAEncryption, ecdsa-with-SHA256/384, Ed25519.
         let sig_alg = match &self.pair {
             Pair::Rsa(_) => {
-                let mut alg = der(
-                    0x06,
-                    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b],
-                );
+                let mut alg = der(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b]);
                 alg.extend(der(0x05, &[]));
                 der(0x30, &alg)
             }
-            Pair::Ec { p384: false, .. } => der(
-                0x30,
-                &der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
-            ),
-            Pair::Ec { p384: true, .. } => der(
-                0x30,
-                &der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03]),
-            ),
+            Pair::Ec { p384: false, .. } => der(0x30, &der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02])),
+            Pair::Ec { p384: true, .. } => der(0x30, &der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03])),
             Pair::Ed { .. } => der(0x30, &der(0x06, &[0x2b, 0x65, 0x70])),
         };
         let name = der(

@@ -377,12 +377,10 @@ impl HostSettings {
     /// file is ours, so a typo there is an error).
     pub fn from_options(host: &str, map: &Map<String, Value>, strict: bool) -> Result<HostSettings, ConfigError> {
         let o = Options { host, map };
-        if strict {
-            if let Some(unknown) = map.keys().find(|k| !HOST_OPTIONS.iter().any(|(name, _)| name == k)) {
-                return Err(ConfigError(format!(
-                    "host {host:?}: unknown option `{unknown}` (see docs/CONFIG.md for the options)"
-                )));
-            }
+        if strict && let Some(unknown) = map.keys().find(|k| !HOST_OPTIONS.iter().any(|(name, _)| name == k)) {
+            return Err(ConfigError(format!(
+                "host {host:?}: unknown option `{unknown}` (see docs/CONFIG.md for the options)"
+            )));
         }
 
         let app_id = o.string("app_id")?.filter(|s| !s.is_empty()).ok_or_else(|| {

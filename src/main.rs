@@ -116,8 +116,8 @@ struct MintArgs {
     /// Remove a default claim, e.g. --unset room. Repeatable.
     #[arg(long = "unset", value_name = "NAME")]
     unset: Vec<String>,
-    /// Lifetime in seconds (exp = now + TTL).
-    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    /// Lifetime in seconds (exp = now + TTL); negative for an already expired token.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS", allow_negative_numbers = true)]
     ttl: i64,
     /// Sign with this PEM private key (RSA, EC or Ed25519) instead of app_secret.
     #[arg(long, value_name = "PRIVATE_KEY.pem", requires = "kid")]

@@ -1,6 +1,16 @@
 //! Fetch settings, errors, and the HTTP client shared by the key server and JWKS sources.
+//!
+//! One GET with bounded time and size, retried only when trying again can help (timeout,
+//! connection error, 5xx). Redirects are not followed: a key server that redirects is
+//! misconfigured, and following one would let a compromised server send us anywhere.
 
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use reqwest::{Client, StatusCode, Url, header, redirect};
+
+use super::KeySourceStats;
 
 /// How keys are fetched and cached (host options `asap_key_*` and `jwt_pubkey_cache_size`).
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +28,7 @@ pub struct FetchSettings {
     /// Most kids kept (`jwt_pubkey_cache_size`).
     pub cache_size: u64,
     /// Fetches for kids not in the cache allowed per second, and as a burst (`asap_key_fetch_rate`).
+    /// 0 turns the limit off.
     pub unknown_kid_rate: u32,
 }
 
@@ -52,4 +63,325 @@ pub enum KeyError {
     WeakKey { bits: u32 },
     #[error("too many fetches for unknown kids; kid {kid:?} not fetched")]
     RateLimited { kid: String },
+}
+
+impl KeyError {
+    /// Whether the server may answer better if asked again: a timeout, a connection error or a
+    /// 5xx. A 4xx or a bad body will not change by retrying, and does not justify serving a stale key.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            KeyError::Timeout { .. } | KeyError::Connect { .. } => true,
+            KeyError::Status { status, .. } => (500..600).contains(status),
+            _ => false,
+        }
+    }
+}
+
+/// Largest body accepted from a key server or key set URL.
+pub(super) const MAX_BODY: usize = 64 * 1024;
+
+const USER_AGENT: &str = concat!("token-sidecar/", env!("CARGO_PKG_VERSION"));
+
+/// Pause before the `retry`-th retry (1-based): 100 ms, 200 ms, 400 ms… at most 1 s.
+fn backoff(retry: u32) -> Duration {
+    let factor = 1u64 << retry.saturating_sub(1).min(4);
+    Duration::from_millis((100 * factor).min(1000))
+}
+
+/// Checks that `url` is an http(s) URL we can fetch from; `option` names the host option in
+/// messages.
+pub(super) fn parse_http_url(url: &str, option: &str) -> Result<Url, String> {
+    let trimmed = url.trim();
+    if trimmed.is_empty() {
+        return Err(format!("{option} is empty; set it to an http or https URL"));
+    }
+    let parsed = Url::parse(trimmed).map_err(|e| format!("{option}: {trimmed:?} is not a URL ({e})"))?;
+    match parsed.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+                "{option}: {other}:// URLs are not supported; use http or https"
+            ));
+        }
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{option}: {trimmed:?} has no host"));
+    }
+    if parsed.fragment().is_some() {
+        return Err(format!("{option}: {trimmed:?} must not have a #fragment"));
+    }
+    Ok(parsed)
+}
+
+/// Whether requests to `url` stay on this machine (and so must not go through a proxy).
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The HTTP client for one key source: timeouts from `settings`, no redirects, our User-Agent,
+/// the system proxy unless the URL is on loopback.
+pub(super) fn build_client(url: &Url, settings: &FetchSettings) -> Result<Client, String> {
+    let mut builder = Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(redirect::Policy::none())
+        .connect_timeout(settings.timeout)
+        .read_timeout(settings.timeout)
+        .timeout(settings.timeout)
+        .pool_idle_timeout(Duration::from_secs(60));
+    if is_loopback(url) {
+        builder = builder.no_proxy();
+    }
+    builder
+        .build()
+        .map_err(|e| format!("could not build the HTTP client for {url}: {}", error_chain(&e)))
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub(super) struct Fetched {
+    pub body: Vec<u8>,
+    /// How long the answer may be used, from `Cache-Control: max-age` minus `Age`.
+    pub max_age: Option<Duration>,
+}
+
+/// GETs `url`, retrying after a timeout, connection error or 5xx up to `settings.retries`
+/// times. Only a 200 with a non-empty body of at most [`MAX_BODY`] bytes is a success.
+pub(super) async fn fetch(
+    client: &Client,
+    url: &str,
+    settings: &FetchSettings,
+    counters: &Counters,
+) -> Result<Fetched, KeyError> {
+    let mut tries = 0u32;
+    loop {
+        if tries > 0 {
+            tokio::time::sleep(backoff(tries)).await;
+        }
+        tries += 1;
+        counters.http_requests.fetch_add(1, Ordering::Relaxed);
+        let outcome = match tokio::time::timeout(settings.timeout, fetch_once(client, url)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Failure::Timeout),
+        };
+        let error = match outcome {
+            Ok(fetched) => return Ok(fetched),
+            Err(failure) => failure.into_error(url, settings.timeout, tries),
+        };
+        if error.is_transient() && tries <= settings.retries {
+            tracing::debug!(%url, try_number = tries, %error, "key fetch failed; retrying");
+            continue;
+        }
+        return Err(error);
+    }
+}
+
+/// Why one try failed, before it becomes a [`KeyError`].
+enum Failure {
+    Timeout,
+    Connect(String),
+    Status(u16),
+    BadBody(String),
+}
+
+impl Failure {
+    fn into_error(self, url: &str, timeout: Duration, tries: u32) -> KeyError {
+        let url = url.to_string();
+        match self {
+            Failure::Timeout => KeyError::Timeout {
+                url,
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                tries,
+            },
+            Failure::Connect(detail) => KeyError::Connect { url, detail },
+            Failure::Status(status) => KeyError::Status { url, status },
+            Failure::BadBody(detail) => KeyError::BadBody { url, detail },
+        }
+    }
+
+    fn from_reqwest(error: &reqwest::Error) -> Failure {
+        if error.is_timeout() {
+            Failure::Timeout
+        } else {
+            Failure::Connect(error_chain(error))
+        }
+    }
+}
+
+async fn fetch_once(client: &Client, url: &str) -> Result<Fetched, Failure> {
+    let mut response = client.get(url).send().await.map_err(|e| Failure::from_reqwest(&e))?;
+    if response.status() == StatusCode::NO_CONTENT {
+        return Err(Failure::BadBody("HTTP 204: the answer has no body".to_string()));
+    }
+    if response.status() != StatusCode::OK {
+        return Err(Failure::Status(response.status().as_u16()));
+    }
+    if response.content_length().is_some_and(|len| len > MAX_BODY as u64) {
+        return Err(Failure::BadBody(format!("body larger than {} KiB", MAX_BODY / 1024)));
+    }
+    let max_age = freshness(response.headers());
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| Failure::from_reqwest(&e))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(Failure::BadBody(format!("body larger than {} KiB", MAX_BODY / 1024)));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if body.is_empty() {
+        return Err(Failure::BadBody("empty body".to_string()));
+    }
+    Ok(Fetched { body, max_age })
+}
+
+/// `Cache-Control: max-age` minus `Age`, if the server said how long its answer is good for.
+/// `no-cache` and `no-store` count as 0.
+fn freshness(headers: &header::HeaderMap) -> Option<Duration> {
+    let mut max_age: Option<u64> = None;
+    for value in headers.get_all(header::CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',') {
+            let (name, arg) = match directive.split_once('=') {
+                Some((name, arg)) => (name.trim(), Some(arg.trim().trim_matches('"'))),
+                None => (directive.trim(), None),
+            };
+            if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store") {
+                max_age = Some(0);
+            } else if name.eq_ignore_ascii_case("max-age")
+                && let Some(secs) = arg.and_then(parse_seconds)
+            {
+                max_age = Some(max_age.map_or(secs, |m| m.min(secs)));
+            }
+        }
+    }
+    let age = headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_seconds(v.trim()))
+        .unwrap_or(0);
+    max_age.map(|secs| Duration::from_secs(secs.saturating_sub(age)))
+}
+
+/// Delta-seconds (RFC 9111 1.2.2): digits only; too large saturates.
+fn parse_seconds(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::MAX))
+}
+
+/// An error and its causes, joined: reqwest's own message alone rarely says what went wrong.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The counters behind [`KeySourceStats`].
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub http_requests: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub negative_hits: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub stale_served: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> KeySourceStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        KeySourceStats {
+            http_requests: get(&self.http_requests),
+            hits: get(&self.hits),
+            misses: get(&self.misses),
+            negative_hits: get(&self.negative_hits),
+            rate_limited: get(&self.rate_limited),
+            stale_served: get(&self.stale_served),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(parse_http_url("https://keys.example.com/asap", "asap_key_server").is_ok());
+        assert!(parse_http_url("http://127.0.0.1:8080/", "asap_key_server").is_ok());
+        let file = parse_http_url("file:///etc/keys", "asap_key_server").expect_err("file");
+        assert_eq!(
+            file,
+            "asap_key_server: file:// URLs are not supported; use http or https"
+        );
+        assert!(parse_http_url("", "x").expect_err("empty").contains("empty"));
+        assert!(parse_http_url("keys.example.com", "x").is_err());
+        assert!(parse_http_url("https://k.example/#frag", "x").is_err());
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for url in [
+            "http://127.0.0.1:1/",
+            "http://127.8.9.10/",
+            "http://[::1]:80/",
+            "http://localhost/",
+            "http://LOCALHOST./x",
+            "http://a.localhost/",
+        ] {
+            assert!(is_loopback(&Url::parse(url).expect("url")), "{url}");
+        }
+        for url in ["http://10.0.0.1/", "https://keys.example.com/", "http://[::2]/"] {
+            assert!(!is_loopback(&Url::parse(url).expect("url")), "{url}");
+        }
+    }
+
+    #[test]
+    fn cache_control_max_age() {
+        let parse = |values: &[&str], age: Option<&str>| {
+            let mut headers = header::HeaderMap::new();
+            for v in values {
+                headers.append(header::CACHE_CONTROL, v.parse().expect("header"));
+            }
+            if let Some(age) = age {
+                headers.insert(header::AGE, age.parse().expect("header"));
+            }
+            freshness(&headers)
+        };
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(parse(&[], None), None);
+        assert_eq!(parse(&["public, max-age=19845, must-revalidate"], None), secs(19845));
+        assert_eq!(parse(&["Max-Age = \"60\""], None), secs(60));
+        assert_eq!(parse(&["max-age=600"], Some("100")), secs(500));
+        assert_eq!(parse(&["max-age=60"], Some("100")), secs(0));
+        assert_eq!(parse(&["no-cache"], None), secs(0));
+        assert_eq!(parse(&["s-maxage=5, max-age=abc"], None), None);
+        assert_eq!(parse(&["max-age=-5"], None), None);
+        assert_eq!(parse(&["max-age=99999999999999999999999"], None), secs(u64::MAX));
+        assert_eq!(parse(&["max-age=100", "max-age=50"], None), secs(50));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(3), Duration::from_millis(400));
+        assert_eq!(backoff(30), Duration::from_secs(1));
+    }
 }

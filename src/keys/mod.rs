@@ -6,13 +6,14 @@
 //! RS*, a P-256 key only ES256, a P-384 key only ES384, an Ed25519 key only EdDSA. So `none` and
 //! algorithm confusion cannot happen: nothing ever turns a public key into an HMAC secret.
 
+mod der;
 mod fetch;
 mod jwks;
 mod material;
 mod server;
 
 pub use fetch::{FetchSettings, KeyError};
-pub use jwks::JwksSource;
+pub use jwks::{JwksSource, JwksTiming};
 pub use material::{KeyKind, VerifyingKey};
 pub use server::KeyServer;
 

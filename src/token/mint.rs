@@ -75,14 +75,14 @@ impl Minter {
                 }
             }
         }
-        if let Ok(key) = EncodingKey::from_ed_pem(pem) {
-            if probe(&key, Algorithm::EdDSA) {
-                return Ok(Minter {
-                    key,
-                    alg: Algorithm::EdDSA,
-                    kid,
-                });
-            }
+        if let Ok(key) = EncodingKey::from_ed_pem(pem)
+            && probe(&key, Algorithm::EdDSA)
+        {
+            return Ok(Minter {
+                key,
+                alg: Algorithm::EdDSA,
+                kid,
+            });
         }
         Err("the key file is not a PEM private key (RSA, EC P-256/P-384 or Ed25519)".into())
     }

@@ -113,11 +113,11 @@ impl VerifiedToken {
             jitsi_meet_context_features: self.context_field("features").cloned(),
             jitsi_meet_context_room: self.context_field("room").cloned(),
         };
-        if self.claims.get("context").is_none() {
-            if let Some(user_id) = self.claims.get("user_id").filter(|v| !v.is_null()) {
-                // Firebase-style tokens carry the user id at the top level.
-                fields.jitsi_meet_context_user = Some(serde_json::json!({ "id": user_id }));
-            }
+        if self.claims.get("context").is_none()
+            && let Some(user_id) = self.claims.get("user_id").filter(|v| !v.is_null())
+        {
+            // Firebase-style tokens carry the user id at the top level.
+            fields.jitsi_meet_context_user = Some(serde_json::json!({ "id": user_id }));
         }
         fields
     }
@@ -529,13 +529,13 @@ impl Verifier {
             None if self.settings.require_exp => return Err(Rejection::new(Reason::ExpMissing)),
             _ => {}
         }
-        if let Some(nbf) = nbf {
-            if now_f + leeway < nbf {
-                return Err(Rejection::with(
-                    Reason::NotYetValid,
-                    format!("valid in {} s", (nbf - now_f).ceil() as i64),
-                ));
-            }
+        if let Some(nbf) = nbf
+            && now_f + leeway < nbf
+        {
+            return Err(Rejection::with(
+                Reason::NotYetValid,
+                format!("valid in {} s", (nbf - now_f).ceil() as i64),
+            ));
         }
         Ok(())
     }

@@ -1,0 +1,9 @@
+//! Shared test support: `mod common;` in a test file, then `common::http::TestServer` (a
+//! programmable HTTP/1.1 server on loopback) and `common::keys::TestKey` (generated RSA, EC and
+//! Ed25519 keys as PEM, JWK and certificate, and signed JWTs).
+
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+pub mod http;
+pub mod keys;

@@ -67,6 +67,14 @@ fn pem(label: &str, der: &[u8]) -> String {
 }
 
 fn bench(c: &mut Criterion) {
+    // The first RS256 verification fetches the key with reqwest, whose I/O and timers need a
+    // running tokio runtime: a worker thread drives them while the bench thread blocks.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = runtime.enter();
     let hs_config = "[hosts.\"meet.example.com\"]\napp_id = \"myapp\"\napp_secret = \"s3cret-s3cret-s3cret\"\n";
     let hs = Config::from_toml(hs_config).expect("config").hosts["meet.example.com"].clone();
     let minter = Minter::with_secret(&hs).expect("minter");
@@ -89,6 +97,30 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("mint", |b| {
         b.iter(|| minter.sign(black_box(&claims_map)).expect("sign"))
+    });
+    let payload = &signed[signed.find('.').expect("dot") + 1..];
+    group.bench_function("component: base64 + JSON parse of the payload", |b| {
+        b.iter(|| {
+            let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, black_box(payload))
+                .expect("b64");
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).expect("json")
+        })
+    });
+    group.bench_function("component: SHA-256 fingerprint", |b| {
+        b.iter(|| token_sidecar::fingerprint(black_box(&hs_token)))
+    });
+    let minimal = json!({"iss": "myapp", "aud": "jitsi", "room": "room1", "exp": NOW + 3600});
+    let minimal_token = minter.sign(minimal.as_object().expect("object")).expect("sign");
+    assert!(verify_ok(&hs_verifier, &minimal_token));
+    group.bench_function("verify (minimal claims)", |b| {
+        b.iter(|| verify_ok(&hs_verifier, black_box(&minimal_token)))
+    });
+    let minimal_signed = &minimal_token[..minimal_token.rfind('.').expect("dot")];
+    group.bench_function("baseline: 2x HMAC-SHA256 over the minimal token", |b| {
+        b.iter(|| {
+            black_box(hmac::sign(&key, black_box(minimal_signed.as_bytes())));
+            black_box(hmac::sign(&key, black_box(minimal_signed.as_bytes())));
+        })
     });
     group.finish();
 

@@ -301,7 +301,7 @@ impl Verifier {
             trace,
             "key",
             self.choose_key(token, request, &mut early_header).await,
-            String::new()
+            "found".into()
         );
         let key: &VerifyingKey = match &key {
             KeyChoice::Owned(k) => k,
@@ -338,7 +338,16 @@ impl Verifier {
         );
 
         step!(trace, "typ", check_typ(&header), "absent or JWT".into());
-        let alg = step!(trace, "alg", self.check_alg(&header, key), String::new());
+        let alg = step!(
+            trace,
+            "alg",
+            self.check_alg(&header, key),
+            format!(
+                "one of {:?} and fits the {:?} key",
+                settings.signature_algorithms,
+                key.kind()
+            )
+        );
         let signed_len = parts[0].len() + 1 + parts[1].len();
         step!(
             trace,

@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::json_kind;
+
 use crate::luapattern::{PatternError, lua_match};
 
 /// The host settings the room rules use.
@@ -457,17 +459,6 @@ impl Check {
             Check::Name(name) => name.clone(),
             Check::NotString(kind) => format!("<{kind}>"),
         }
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

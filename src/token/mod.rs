@@ -573,7 +573,7 @@ fn decode_object(encoded: &str, reason: Reason) -> Result<Map<String, Value>, Re
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(Rejection::with(
             reason,
-            format!("JSON {}, not an object", json_type(&other)),
+            format!("JSON {}, not an object", crate::json_kind(&other)),
         )),
         Err(e) => Err(Rejection::with(reason, format!("not JSON: {e}"))),
     }
@@ -620,17 +620,6 @@ fn check_listed(
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// A short rendering of a claim for explanations: strings quoted, long values cut.
 fn show(v: Option<&Value>) -> String {
     match v {
@@ -638,7 +627,7 @@ fn show(v: Option<&Value>) -> String {
         Some(v) => {
             let text = match v {
                 Value::String(s) => format!("the string {s:?}"),
-                other => format!("the {} {other}", json_type(other)),
+                other => format!("{other} ({})", crate::json_kind(other)),
             };
             if text.len() > 80 {
                 let cut = (0..=77).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);

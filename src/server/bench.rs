@@ -327,7 +327,7 @@ async fn drive(
         let line = AuthLine {
             id: index,
             op: "auth",
-            host: &job.host,
+            host: job.host,
             token: &job.token,
         };
         started

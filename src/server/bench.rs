@@ -294,15 +294,28 @@ async fn drive(
         })
     };
 
-    let mut pace = per_second.map(|rate| {
-        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        interval
-    });
+    // Open-loop pacing against absolute deadlines: request n is due at start + n / rate. A request
+    // that is late (timer granularity is 1 ms) goes out at once with any others that are due, so the
+    // achieved rate matches the asked one instead of drifting down as a `Delay` interval does.
+    #[derive(serde::Serialize)]
+    struct AuthLine<'a> {
+        id: usize,
+        op: &'static str,
+        host: &'a str,
+        token: &'a str,
+    }
+    let pace = per_second.map(|rate| (tokio::time::Instant::now(), Duration::from_secs_f64(1.0 / rate)));
     let mut batch = Vec::with_capacity(64 * 1024);
-    for index in indices {
-        if let Some(interval) = pace.as_mut() {
-            interval.tick().await;
+    for (n, index) in indices.into_iter().enumerate() {
+        if let Some((start, period)) = pace {
+            let due = start + period.mul_f64(n as f64);
+            if due > tokio::time::Instant::now() {
+                if !batch.is_empty() {
+                    write.write_all(&batch).await.map_err(|e| format!("write: {e}"))?;
+                    batch.clear();
+                }
+                tokio::time::sleep_until(due).await;
+            }
         }
         if budget.available_permits() == 0 && !batch.is_empty() {
             // About to wait for replies: what is batched must go out first.
@@ -311,14 +324,19 @@ async fn drive(
         }
         budget.acquire().await.map_err(|_| "closed")?.forget();
         let job = &jobs[index];
-        let line = json!({"id": index, "op": "auth", "host": job.host, "token": job.token});
+        let line = AuthLine {
+            id: index,
+            op: "auth",
+            host: job.host,
+            token: &job.token,
+        };
         started
             .lock()
             .map_err(|_| "poisoned")?
             .insert(index as u64, Instant::now());
         serde_json::to_writer(&mut batch, &line).map_err(|e| e.to_string())?;
         batch.push(b'\n');
-        if pace.is_some() || batch.len() > 32 * 1024 {
+        if batch.len() > 32 * 1024 {
             write.write_all(&batch).await.map_err(|e| format!("write: {e}"))?;
             batch.clear();
         }

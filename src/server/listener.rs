@@ -10,6 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use tokio::net::UnixListener;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{Semaphore, broadcast, mpsc};
@@ -31,6 +33,14 @@ impl Shutdown {
             is_shutdown: false,
             notify,
         }
+    }
+
+    /// Whether shutdown has begun, without waiting (cheap: no future, no registration).
+    pub fn is_shutdown(&mut self) -> bool {
+        if !self.is_shutdown && !matches!(self.notify.try_recv(), Err(broadcast::error::TryRecvError::Empty)) {
+            self.is_shutdown = true;
+        }
+        self.is_shutdown
     }
 
     /// Resolves when shutdown begins (the sender sends or is dropped).
@@ -116,20 +126,52 @@ impl Handler {
         let (replies, queue) = mpsc::channel::<Vec<u8>>(per_connection);
         let writer = tokio::spawn(write_replies(write, queue, settings.write_timeout));
         let budget = Arc::new(Semaphore::new(per_connection));
+        // Replies answered inline, handed to the writer as one chunk when the reader runs out of
+        // buffered lines (or the chunk is large), so that a burst of requests costs one write.
+        let mut batch: Vec<u8> = Vec::new();
 
         loop {
-            let permit = tokio::select! {
-                permit = budget.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                _ = self.shutdown.recv() => break,
-                _ = replies.closed() => break,
+            if self.shutdown.is_shutdown() {
+                break;
+            }
+            // Before anything that may wait, hand over what is batched. Awaiting the send is
+            // backpressure: a full writer queue stops the reader.
+            macro_rules! flush {
+                () => {
+                    if !batch.is_empty() && replies.send(std::mem::take(&mut batch)).await.is_err() {
+                        break;
+                    }
+                };
+            }
+            if batch.len() >= BATCH_BYTES {
+                flush!();
+            }
+            let permit = match budget.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    flush!();
+                    tokio::select! {
+                    permit = budget.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    _ = self.shutdown.recv() => break,
+                    _ = replies.closed() => break,
+                    }
+                }
             };
-            let frame = tokio::select! {
-                frame = frames.read_frame() => frame,
-                _ = self.shutdown.recv() => break,
-                _ = replies.closed() => break,
+            // `read_frame` is cancel-safe: try it without waiting, and wait (for the socket or for
+            // shutdown) only if the buffer holds no whole line.
+            let frame = match frames.read_frame().now_or_never() {
+                Some(frame) => frame,
+                None => {
+                    flush!();
+                    tokio::select! {
+                        frame = frames.read_frame() => frame,
+                        _ = self.shutdown.recv() => break,
+                        _ = replies.closed() => break,
+                    }
+                }
             };
             let line = match frame {
                 Ok(Frame::Line(line)) => line,
@@ -143,11 +185,8 @@ impl Handler {
                         ),
                     );
                     shared.stats.count(super::protocol::Op::Invalid, &reply);
-                    let replies = replies.clone();
-                    tokio::spawn(async move {
-                        let _ = replies.send(reply.to_line()).await;
-                        drop(permit);
-                    });
+                    reply.write_line(&mut batch);
+                    drop(permit);
                     continue;
                 }
                 Ok(Frame::Eof) => break,
@@ -156,22 +195,44 @@ impl Handler {
                     break;
                 }
             };
-            let global = tokio::select! {
-                global = shared.global.clone().acquire_owned() => match global {
-                    Ok(global) => global,
-                    Err(_) => break,
-                },
-                _ = self.shutdown.recv() => break,
+            let global = match shared.global.clone().try_acquire_owned() {
+                Ok(global) => global,
+                Err(_) => {
+                    flush!();
+                    tokio::select! {
+                    global = shared.global.clone().acquire_owned() => match global {
+                        Ok(global) => global,
+                        Err(_) => break,
+                    },
+                    _ = self.shutdown.recv() => break,
+                    }
+                }
             };
-            let shared = shared.clone();
-            let replies = replies.clone();
-            tokio::spawn(async move {
-                let reply = ops::answer(&shared, &line).await;
-                drop(global);
-                // An error here means the peer is gone; the reply has nowhere to go.
-                let _ = replies.send(reply.to_line()).await;
-                drop(permit);
-            });
+            // Most requests (HS256, cached tokens, ping) finish without waiting: answer those here,
+            // and hand only the ones that wait (a key fetch) to their own task, so that they never
+            // stall the rest of the connection.
+            let owned = shared.clone();
+            let mut answer = Box::pin(async move { ops::answer(&owned, &line).await });
+            match (&mut answer).now_or_never() {
+                Some(reply) => {
+                    drop(global);
+                    reply.write_line(&mut batch);
+                    drop(permit);
+                }
+                None => {
+                    let replies = replies.clone();
+                    tokio::spawn(async move {
+                        let reply = answer.await;
+                        drop(global);
+                        // An error here means the peer is gone; the reply has nowhere to go.
+                        let _ = replies.send(reply.to_line()).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = replies.send(batch).await;
         }
         // The writer ends once every task holding a sender has handed over its reply.
         drop(replies);
@@ -179,20 +240,18 @@ impl Handler {
     }
 }
 
+/// Inline replies are handed to the writer in chunks of about this size at most.
+const BATCH_BYTES: usize = 16 * 1024;
+
 async fn write_replies(write: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>, timeout: Duration) {
     let mut writer = FrameWriter::new(write);
     while let Some(line) = queue.recv().await {
         writer.queue(&line);
-        // Gather the replies that are ready, and give requests about to finish one scheduling round
-        // to join them: under load this turns a write per reply into a write per batch.
-        let mut yielded = false;
+        // Gather the replies already waiting into one write; never wait for more (that only adds
+        // latency: the reader already hands over inline replies a read's worth at a time).
         while writer.has_room() {
             match queue.try_recv() {
                 Ok(line) => writer.queue(&line),
-                Err(_) if !yielded => {
-                    yielded = true;
-                    tokio::task::yield_now().await;
-                }
                 Err(_) => break,
             }
         }

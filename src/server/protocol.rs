@@ -3,6 +3,7 @@
 //! A request line is parsed in two steps so that every error can name what is wrong: first into a
 //! JSON object (to find `id` and `op`), then the object into the op's typed arguments.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -173,6 +174,9 @@ fn kind(v: &Value) -> &'static str {
 /// Parses one request line. The `id` is returned whenever it could be read, so that even a bad
 /// request's error reply can carry it.
 pub fn parse(line: &[u8]) -> (Value, Result<Request, BadRequest>) {
+    if let Some(fast) = parse_fast(line) {
+        return fast;
+    }
     let value: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => return (Value::Null, Err(BadRequest::NotJson(e.to_string()))),
@@ -199,6 +203,52 @@ pub fn parse(line: &[u8]) -> (Value, Result<Request, BadRequest>) {
         _ => Err(BadRequest::UnknownOp(op)),
     };
     (id, request)
+}
+
+/// The common requests (`auth`, `ping`) read straight into a typed struct, without a `Value` tree.
+/// Anything this does not accept exactly (another op, a missing `id`, a mistyped or duplicated
+/// field) returns `None` and goes through the general path, which names the problem.
+#[derive(Deserialize)]
+struct FastRequest<'a> {
+    id: Option<Value>,
+    #[serde(borrow)]
+    op: Cow<'a, str>,
+    #[serde(default, borrow)]
+    host: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    token: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    prefix: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    room: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user_agent: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    public_key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    context_required: bool,
+}
+
+fn parse_fast(line: &[u8]) -> Option<(Value, Result<Request, BadRequest>)> {
+    let fast: FastRequest = serde_json::from_slice(line).ok()?;
+    let id = fast.id?;
+    match &*fast.op {
+        "auth" => {
+            let own = |s: Option<Cow<str>>| s.map(Cow::into_owned);
+            let auth = Auth {
+                host: fast.host?.into_owned(),
+                token: own(fast.token),
+                prefix: own(fast.prefix),
+                room: own(fast.room),
+                user_agent: own(fast.user_agent),
+                public_key: own(fast.public_key),
+                context_required: fast.context_required,
+            };
+            Some((id, Ok(Request::Auth(auth))))
+        }
+        "ping" => Some((id, Ok(Request::Ping))),
+        _ => None,
+    }
 }
 
 fn typed<T: serde::de::DeserializeOwned>(op: &'static str, args: Value) -> Result<T, BadRequest> {
@@ -266,10 +316,20 @@ impl Reply {
 
     /// The reply as one line, newline included.
     pub fn to_line(&self) -> Vec<u8> {
-        // Serialising a map of JSON values cannot fail.
-        let mut line = serde_json::to_vec(&self.0).unwrap_or_else(|_| b"{}".to_vec());
-        line.push(b'\n');
+        let mut line = Vec::with_capacity(256);
+        self.write_line(&mut line);
         line
+    }
+
+    /// Appends the reply as one line, newline included, to `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        // Serialising a map of JSON values into memory cannot fail; if it somehow did, send `{}`.
+        if serde_json::to_writer(&mut *out, &self.0).is_err() {
+            out.truncate(start);
+            out.extend_from_slice(b"{}");
+        }
+        out.push(b'\n');
     }
 }
 
@@ -305,6 +365,20 @@ mod tests {
         assert!(matches!(r, Ok(Request::Auth(Auth { token: None, .. }))));
         let (_, r) = parse(br#"{"id":1,"op":"room","host":"h","room":"r@c","room_exists":true}"#);
         assert!(matches!(r, Ok(Request::Room(Room { room_exists: true, .. }))));
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_general_one() {
+        let (id, r) = parse(br#"{"id":"x","op":"auth","host":"h\u0041","token":"t","context_required":true}"#);
+        assert_eq!(id, Value::from("x"));
+        let Ok(Request::Auth(auth)) = r else { panic!() };
+        assert_eq!((auth.host.as_str(), auth.token.as_deref()), ("hA", Some("t")));
+        assert!(auth.context_required);
+        // A duplicated field falls back to the general path (last one wins there).
+        let (_, r) = parse(br#"{"id":1,"op":"auth","host":"a","host":"b"}"#);
+        assert!(matches!(r, Ok(Request::Auth(Auth { ref host, .. })) if host == "b"));
+        let (_, r) = parse(br#"{"id":1,"op":"ping","host":5}"#);
+        assert!(matches!(r, Ok(Request::Ping)));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! REFERENCE §10: the cases that need no Prosody, table-driven. Each asserts the verdict and the
 //! exact text a client would see.
 
+mod common;
+
+use common::keys::hs_jwt_with_header;
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use token_sidecar::config::{Config, HostSettings};
 use token_sidecar::room::{RoomDecision, RoomSession, RoomTarget, verify_room};
@@ -21,24 +25,10 @@ fn base_claims() -> Value {
     json!({"iss": "myapp", "aud": "jitsi", "sub": HOST, "room": "room1", "exp": NOW + 3600})
 }
 
-fn hmac_alg(alg: &str) -> aws_lc_rs::hmac::Algorithm {
-    match alg {
-        "HS384" => aws_lc_rs::hmac::HMAC_SHA384,
-        "HS512" => aws_lc_rs::hmac::HMAC_SHA512,
-        _ => aws_lc_rs::hmac::HMAC_SHA256,
-    }
-}
-
 /// A token with exactly this header and payload, HMAC-signed with `secret` by `alg`.
 fn sign(header: &Value, claims: &Value, alg: &str, secret: &str) -> String {
-    let input = format!(
-        "{}.{}",
-        base64url(header.to_string().as_bytes()),
-        base64url(claims.to_string().as_bytes())
-    );
-    let key = aws_lc_rs::hmac::Key::new(hmac_alg(alg), secret.as_bytes());
-    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
-    format!("{input}.{}", base64url(tag.as_ref()))
+    let alg = alg.parse::<Algorithm>().expect("an HS algorithm");
+    hs_jwt_with_header(alg, secret.as_bytes(), header, claims)
 }
 
 /// Base token T with some claims changed (`null` removes a claim).

@@ -2,6 +2,8 @@
 //! the way the Prosody shim drives it. Every wait is bounded, so a broken daemon fails a test
 //! instead of hanging it; no test depends on how fast this machine is.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
@@ -11,6 +13,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::keys::hs_jwt;
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use token_sidecar::token::base64url;
 
@@ -25,16 +29,7 @@ fn now() -> i64 {
 }
 
 fn hs256(claims: &Value, secret: &str) -> String {
-    let input = format!(
-        "{}.{}",
-        base64url(json!({"alg": "HS256", "typ": "JWT"}).to_string().as_bytes()),
-        base64url(claims.to_string().as_bytes())
-    );
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
-    format!(
-        "{input}.{}",
-        base64url(aws_lc_rs::hmac::sign(&key, input.as_bytes()).as_ref())
-    )
+    hs_jwt(Algorithm::HS256, secret.as_bytes(), None, claims)
 }
 
 /// Base token T of REFERENCE §10, with `extra` claims merged in.

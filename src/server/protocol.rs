@@ -160,17 +160,6 @@ impl fmt::Display for BadRequest {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Parses one request line. The `id` is returned whenever it could be read, so that even a bad
 /// request's error reply can carry it.
 pub fn parse(line: &[u8]) -> (Value, Result<Request, BadRequest>) {
@@ -182,7 +171,7 @@ pub fn parse(line: &[u8]) -> (Value, Result<Request, BadRequest>) {
         Err(e) => return (Value::Null, Err(BadRequest::NotJson(e.to_string()))),
     };
     let Value::Object(mut object) = value else {
-        return (Value::Null, Err(BadRequest::NotObject(kind(&value))));
+        return (Value::Null, Err(BadRequest::NotObject(crate::json_kind(&value))));
     };
     let Some(id) = object.remove("id") else {
         return (Value::Null, Err(BadRequest::MissingId));

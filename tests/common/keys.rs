@@ -301,13 +301,18 @@ pub fn hs_jwt(alg: Algorithm, secret: &[u8], kid: Option<&str>, claims: &Value) 
     if let Some(kid) = kid {
         header["kid"] = kid.into();
     }
+    hs_jwt_with_header(alg, secret, &header, claims)
+}
+
+/// A JWT with exactly `header` (whatever it says), HMAC-signed with `secret` by `alg`.
+pub fn hs_jwt_with_header(alg: Algorithm, secret: &[u8], header: &Value, claims: &Value) -> String {
     let digest = match alg {
         Algorithm::HS256 => hmac::HMAC_SHA256,
         Algorithm::HS384 => hmac::HMAC_SHA384,
         Algorithm::HS512 => hmac::HMAC_SHA512,
         other => panic!("{other:?} is not an HMAC algorithm"),
     };
-    let signing_input = signing_input(&header, claims);
+    let signing_input = signing_input(header, claims);
     let tag = hmac::sign(&hmac::Key::new(digest, secret), signing_input.as_bytes());
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
 }

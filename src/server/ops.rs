@@ -206,11 +206,8 @@ async fn auth(shared: &Shared, id: Value, auth: Auth) -> Reply {
         }
         Ok(Some(cached)) => {
             tracing::debug!(host = %host.name, token = %cached.token.fingerprint, "token accepted");
-            let token_sha256 = auth
-                .token
-                .as_deref()
-                .map(|t| crate::hex(&crate::sha256(t.as_bytes())))
-                .unwrap_or_default();
+            // The verified token carries its SHA-256: no need to hash the token again here.
+            let token_sha256 = crate::hex(&cached.token.sha256);
             accepted_reply(id, &cached.token).with("token_sha256", token_sha256)
         }
         Err(rejection) => {

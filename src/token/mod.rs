@@ -61,6 +61,8 @@ pub struct VerifiedToken {
     pub claims: Map<String, Value>,
     /// First 8 hex digits of the token's SHA-256: the only way a token appears in logs.
     pub fingerprint: String,
+    /// The token's whole SHA-256, for callers that key caches by token.
+    pub sha256: [u8; 32],
 }
 
 /// The session fields of REFERENCE §5, as the shim writes them onto the Prosody session.
@@ -407,10 +409,12 @@ impl Verifier {
             },
             "ok".into()
         );
+        let sha256 = crate::sha256(token.as_bytes());
         Ok(Accepted::Token(Box::new(VerifiedToken {
             header,
             claims,
-            fingerprint: crate::fingerprint(token),
+            fingerprint: crate::hex(&sha256[..4]),
+            sha256,
         })))
     }
 

@@ -304,6 +304,8 @@ impl Options<'_> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
+            // An empty Lua table (`{ }` in Prosody's config) reaches us from the shim as `{}`.
+            Some(Value::Object(map)) if map.is_empty() => Ok(Some(Vec::new())),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|item| match item {

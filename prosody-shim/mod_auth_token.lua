@@ -1,0 +1,171 @@
+-- Token authentication through the token-sidecar daemon; a drop-in for Jitsi's mod_auth_token.
+-- Same options (read here and sent to the daemon), same events and counters. The daemon verifies;
+-- this module carries the token there, writes the answer into the session and fires the events.
+
+local formdecode = require "util.http".formdecode;
+local generate_uuid = require "util.uuid".generate;
+local new_sasl = require "util.sasl".new;
+local sasl = require "util.sasl";
+local sidecar = module:require "token_sidecar";
+
+local host = module.host;
+local full_sessions = prosody.full_sessions;
+local fire = prosody.events.fire_event;
+local value, fingerprint, UNAVAILABLE = sidecar.value, sidecar.fingerprint, sidecar.UNAVAILABLE;
+
+local timeout = module:get_option_number("token_sidecar_timeout", 5);
+local client = sidecar.client_for(module:get_option_string("token_sidecar_socket", sidecar.DEFAULT_SOCKET));
+client:register(host, module);
+module:hook_global("config-reloaded", function ()
+	timeout = module:get_option_number("token_sidecar_timeout", 5);
+	client:register(host, module);
+end);
+
+local measure_pre_fetch_fail = module:measure("pre_fetch_fail", "counter");
+local measure_verify_fail = module:measure("verify_fail", "counter");
+local measure_success = module:measure("success", "counter");
+local measure_ban = module:measure("ban", "counter");
+local measure_post_auth_fail = module:measure("post_auth_fail", "counter");
+local measure_unavailable = module:measure("unavailable", "counter");
+
+-- Takes the token (and what mod_jitsi_session would read) off the BOSH / WebSocket request.
+local function init_session(event)
+	local session, request = event.session, event.request;
+	local token;
+	local authorization = request.headers.authorization;
+	if authorization then
+		token = authorization:match("^[Bb][Ee][Aa][Rr][Ee][Rr] (.*)$");
+	end
+	local query = request.url.query;
+	if query then
+		local params = formdecode(query);
+		if type(params) == "table" then
+			if params.token then token = params.token; end -- the query wins over the header
+			session.previd = params.previd;
+			session.customusername = params.customusername;
+			session.jitsi_web_query_room = params.room;
+			session.jitsi_web_query_prefix = params.prefix or "";
+		end
+	end
+	session.auth_token = token;
+	session.user_agent_header = request.headers.user_agent;
+end
+module:hook_global("bosh-session", init_session);
+module:hook_global("websocket-session", init_session);
+
+local provider = {};
+function provider.test_password() return nil, "Password based auth not supported"; end
+function provider.get_password() return nil; end
+function provider.set_password() return nil, "Set password not supported"; end
+function provider.user_exists() return nil; end
+function provider.create_user() return nil; end
+function provider.delete_user() return nil; end
+
+-- Asks the daemon about the session's token. Returns the reply, or nil and why the service failed.
+local function ask(session)
+	local token = session.auth_token;
+	if token and (#token > 49152 or not utf8.len(token)) then
+		-- Would not fit a protocol line / is not text: refused here with the daemon's own texts.
+		return { ok = false, condition = "not-allowed", text = #token > 49152 and "token too large" or "Invalid token" };
+	end
+	local req = {
+		op = "auth", host = host, token = token, public_key = session.public_key,
+		prefix = session.jitsi_web_query_prefix, room = session.jitsi_web_query_room,
+		user_agent = session.user_agent_header, context_required = session.contextRequired and true or nil,
+	};
+	if not sidecar.in_runner() then
+		return nil, "no async runner for this session";
+	end
+	local reply, why = client:call(req, timeout);
+	if reply and reply.ok == false and value(reply.error) then
+		return nil, ("%s: %s"):format(reply.error, tostring(value(reply.text)));
+	end
+	return reply, why;
+end
+
+local function fail(session, counter, condition, text)
+	session.auth_token = nil;
+	counter(1);
+	return false, condition, text;
+end
+
+function provider.get_sasl_handler(session)
+	local function verify(self, message)
+		local pre = fire("pre-jitsi-authentication-fetch-key", session);
+		if pre ~= nil and pre.res == false then
+			module:log("warn", "pre-authentication refused: %s, reason: %s", tostring(pre.error), tostring(pre.reason));
+			return fail(session, measure_pre_fetch_fail, pre.error, pre.reason);
+		end
+
+		local reply, why = ask(session);
+		if not reply then
+			module:log("error", "token %s: %s: %s", fingerprint(session.auth_token), UNAVAILABLE, why);
+			session.auth_token = nil;
+			measure_unavailable(1);
+			return false, "temporary-auth-failure", UNAVAILABLE;
+		end
+		if not reply.ok then
+			module:log("warn", "token %s refused: %s (%s) tenant:%s room:%s user_agent:%s",
+				tostring(value(reply.fingerprint) or fingerprint(session.auth_token)), tostring(reply.text),
+				tostring(value(reply.detail)), tostring(session.jitsi_web_query_prefix),
+				tostring(session.jitsi_web_query_room), tostring(session.user_agent_header));
+			return fail(session, measure_verify_fail, value(reply.condition) or "not-allowed", value(reply.text));
+		end
+
+		if not reply.anonymous then
+			for field, v in pairs(value(reply.session) or {}) do session[field] = value(v); end
+			session.token_sidecar_sha256 = value(reply.token_sha256);
+			local claims = value(reply.claims) or {};
+			fire("jitsi-authentication-token-verified", { session = session, claims = claims });
+			-- A token-verified handler may ask for a context claim.
+			if session.contextRequired and value(claims.context) == nil then
+				return fail(session, measure_verify_fail, "not-allowed", "jwt missing required context claim");
+			end
+		end
+
+		if fire("jitsi-access-ban-check", session) == false then
+			module:log("warn", "token %s: user is banned", fingerprint(session.auth_token));
+			measure_ban(1);
+			return false, "not-allowed", "user is banned";
+		end
+
+		local custom = fire("pre-jitsi-authentication", session);
+		if custom then
+			self.username = custom;
+		elseif session.previd ~= nil then
+			for _, other in pairs(full_sessions) do
+				if other.resumption_token == session.previd then
+					self.username = other.username;
+					break;
+				end
+			end
+		else
+			self.username = message;
+		end
+
+		local post = fire("post-jitsi-authentication", session);
+		if post ~= nil and post.res == false then
+			module:log("warn", "post-authentication refused: %s, reason: %s", tostring(post.error), tostring(post.reason));
+			return fail(session, measure_post_auth_fail, post.error, post.reason);
+		end
+
+		measure_success(1);
+		return true;
+	end
+	return new_sasl(host, { anonymous = verify });
+end
+
+module:provides("auth", provider);
+
+-- Prosody's own ANONYMOUS mechanism asks again while the profile says no; this one answers with the
+-- refusal. util.sasl is shared, so this applies to every host, as with Jitsi's module.
+local function anonymous(self)
+	local username = generate_uuid();
+	local ok, condition, text = self.profile.anonymous(self, username, self.realm);
+	if ok == true then
+		if self.username == nil then self.username = username; end
+		return "success";
+	end
+	return "failure", condition or "not-allowed", text;
+end
+sasl.registerMechanism("ANONYMOUS", { "anonymous" }, anonymous);

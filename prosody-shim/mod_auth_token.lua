@@ -105,10 +105,12 @@ function provider.get_sasl_handler(session)
 			return false, "temporary-auth-failure", UNAVAILABLE;
 		end
 		if not reply.ok then
-			module:log("warn", "token %s refused: %s (%s) tenant:%s room:%s user_agent:%s",
-				tostring(value(reply.fingerprint) or fingerprint(session.auth_token)), tostring(reply.text),
-				tostring(value(reply.detail)), tostring(session.jitsi_web_query_prefix),
-				tostring(session.jitsi_web_query_room), tostring(session.user_agent_header));
+			local detail = value(reply.detail);
+			module:log("warn", "token %s refused: %s%s tenant:%s room:%s user_agent:%s",
+				fingerprint(session.auth_token), tostring(value(reply.text)),
+				(detail and detail ~= "") and (" (" .. tostring(detail) .. ")") or "",
+				tostring(session.jitsi_web_query_prefix), tostring(session.jitsi_web_query_room),
+				tostring(session.user_agent_header));
 			return fail(session, measure_verify_fail, value(reply.condition) or "not-allowed", value(reply.text));
 		end
 

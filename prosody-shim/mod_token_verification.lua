@@ -88,8 +88,9 @@ local function check(session, stanza, room, exists)
 		measure_success(1);
 		return nil;
 	end
-	module:log("warn", "token %s not allowed to join %s: %s (%s)", fingerprint(session.auth_token),
-		stanza.attr.to, tostring(reply.text), tostring(value(reply.detail)));
+	local detail = value(reply.detail);
+	module:log("warn", "token %s not allowed to join %s: %s%s", fingerprint(session.auth_token), stanza.attr.to,
+		tostring(value(reply.text)), (detail and detail ~= "") and (" (" .. tostring(detail) .. ")") or "");
 	measure_fail(1);
 	return refuse(session, stanza, "cancel", value(reply.condition) or "not-allowed",
 		value(reply.text) or "Room and token mismatched", value(reply.jitmeet));

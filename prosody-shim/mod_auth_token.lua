@@ -13,11 +13,11 @@ local full_sessions = prosody.full_sessions;
 local fire = prosody.events.fire_event;
 local value, fingerprint, UNAVAILABLE = sidecar.value, sidecar.fingerprint, sidecar.UNAVAILABLE;
 
-local timeout = module:get_option_number("token_sidecar_timeout", 5);
+local timeout = module:get_option_number("token_sidecar_timeout", 10);
 local client = sidecar.client_for(module:get_option_string("token_sidecar_socket", sidecar.DEFAULT_SOCKET));
 client:register(host, module);
 module:hook_global("config-reloaded", function ()
-	timeout = module:get_option_number("token_sidecar_timeout", 5);
+	timeout = module:get_option_number("token_sidecar_timeout", 10);
 	client:register(host, module);
 end);
 
@@ -31,6 +31,9 @@ local measure_unavailable = module:measure("unavailable", "counter");
 -- Takes the token (and what mod_jitsi_session would read) off the BOSH / WebSocket request.
 local function init_session(event)
 	local session, request = event.session, event.request;
+	-- Every token host's instance hooks the same global events: the first one does the work.
+	if session.token_sidecar_seen then return; end
+	session.token_sidecar_seen = true;
 	local token;
 	local authorization = request.headers.authorization;
 	if authorization then

@@ -21,7 +21,7 @@ local measure_unavailable = module:measure("unavailable", "counter");
 
 local client, timeout, require_token_for_moderation, allowlist, admins, recorder_prefixes;
 local function load_config()
-	timeout = module:get_option_number("token_sidecar_timeout", 5);
+	timeout = module:get_option_number("token_sidecar_timeout", 10);
 	client = sidecar.client_for(module:get_option_string("token_sidecar_socket", sidecar.DEFAULT_SOCKET));
 	require_token_for_moderation = module:get_option_boolean("token_verification_require_token_for_moderation");
 	allowlist = module:get_option_set("token_verification_allowlist", {});

@@ -1,0 +1,1271 @@
+#!/usr/bin/env node
+// End-to-end tests: a real Prosody with the shim (prosody-shim/), the token-sidecar daemon, a key
+// server, and real XMPP clients (strophe.js over WebSocket and BOSH). Case numbers are those of
+// REFERENCE.md §10; "DESIGN n" are our deliberate differences.
+//
+//   cd tests/e2e && npm ci && cd ../..
+//   node tests/e2e/run.mjs --prosody /usr/bin/prosody --daemon target/debug/token-sidecar \
+//        --shim prosody-shim [--filter substring] [--keep] [--verbose]
+//
+// Prints one line per case (`ok - name` / `not ok - name: why`), then `N passed, N failed`; exits 1
+// on any failure. --keep leaves the temp dir (configs, logs) in place; it is kept anyway on failure.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { createHash, createHmac, generateKeyPairSync, sign as rsaSign } from 'node:crypto';
+import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createTcpServer, connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+
+import { Strophe, $pres, $iq } from 'strophe.js';
+import WS from 'ws';
+import XHR2 from 'xhr2';
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '../..');
+
+function parseArgs(argv) {
+  const out = { flags: new Set() };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
+    const name = a.slice(2);
+    if (['keep', 'verbose', 'help'].includes(name)) out.flags.add(name);
+    else if (i + 1 < argv.length) out[name] = argv[++i];
+    else throw new Error(`${a} needs a value`);
+  }
+  return out;
+}
+
+let args;
+try {
+  args = parseArgs(process.argv.slice(2));
+} catch (e) {
+  console.error(`run.mjs: ${e.message}`);
+  process.exit(2);
+}
+if (args.flags.has('help')) {
+  console.log('usage: node tests/e2e/run.mjs --prosody PATH --daemon PATH --shim DIR [--filter TEXT] [--keep] [--verbose]');
+  process.exit(0);
+}
+const prosodyBin = resolve(args.prosody ?? '/usr/bin/prosody');
+const prosodyctlBin = join(dirname(prosodyBin), 'prosodyctl');
+const daemonBin = resolve(args.daemon ?? join(repo, 'target/debug/token-sidecar'));
+const shimDir = resolve(args.shim ?? join(repo, 'prosody-shim'));
+const filter = args.filter?.toLowerCase();
+const verbose = args.flags.has('verbose');
+
+for (const [what, path] of [['--prosody', prosodyBin], ['prosodyctl', prosodyctlBin], ['--daemon', daemonBin],
+  ['--shim', join(shimDir, 'mod_auth_token.lua')], ['--shim', join(shimDir, 'mod_token_verification.lua')]]) {
+  if (!existsSync(path)) {
+    console.error(`run.mjs: ${what}: ${path} does not exist`);
+    process.exit(2);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strophe under node: quiet, BOSH through an XMLHttpRequest polyfill, WebSocket headers per URL.
+
+Strophe.setLogLevel(Strophe.LogLevel.FATAL);
+
+// xhr2 has no responseXML, and strophe 5's BOSH reads only that (its responseText fallback
+// parses and then drops the result): parse the text with the DOMParser strophe installed.
+class XMLHttpRequestWithXML extends XHR2 {
+  get responseXML() {
+    if (this.readyState !== 4 || !this.responseText) return null;
+    return new DOMParser().parseFromString(this.responseText, 'text/xml');
+  }
+}
+globalThis.XMLHttpRequest = XMLHttpRequestWithXML;
+
+// strophe opens `new WebSocket(url, 'xmpp')` on the global; this subclass adds HTTP headers
+// registered for that exact URL (the Authorization header of case 27).
+const wsHeaders = new Map();
+class HeaderWebSocket extends WS {
+  constructor(url, protocols) {
+    super(url, protocols, wsHeaders.has(url) ? { headers: wsHeaders.get(url) } : {});
+  }
+}
+globalThis.WebSocket = HeaderWebSocket;
+
+const NS = {
+  SASL: 'urn:ietf:params:xml:ns:xmpp-sasl',
+  STANZAS: 'urn:ietf:params:xml:ns:xmpp-stanzas',
+  MUC: 'http://jabber.org/protocol/muc',
+  MUC_USER: 'http://jabber.org/protocol/muc#user',
+  JITMEET: 'http://jitsi.org/jitmeet',
+  JIGASI: 'http://jitsi.org/protocol/jigasi',
+  TRANSCRIBER: 'http://jitsi.org/protocol/transcriber',
+  REPORT: 'urn:x-token-sidecar:e2e:session',
+};
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const now = () => Math.floor(Date.now() / 1000);
+const b64u = (b) => Buffer.from(b).toString('base64url');
+const sha256hex = (s) => createHash('sha256').update(s).digest('hex');
+const ms = (t0) => Math.round(performance.now() - t0);
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createTcpServer();
+    s.on('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+function withTimeout(promise, msTimeout, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, fail) => { timer = setTimeout(() => fail(new Error(`${what}: no answer in ${msTimeout} ms`)), msTimeout); }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function tail(path, lines) {
+  try {
+    const all = readFileSync(path, 'utf8').split('\n');
+    return all.slice(-lines - 1).join('\n');
+  } catch (e) {
+    return `(cannot read ${path}: ${e.message})`;
+  }
+}
+
+function elementChildren(el) {
+  const out = [];
+  for (let n = el?.firstChild; n; n = n.nextSibling) if (n.nodeType === 1) out.push(n);
+  return out;
+}
+const localName = (el) => el.localName ?? el.tagName;
+function findChild(el, name, ns) {
+  return elementChildren(el).find((c) => localName(c) === name && (ns === undefined || c.namespaceURI === ns));
+}
+function findDeep(el, pred) {
+  if (!el) return undefined;
+  if (el.nodeType === 1 && pred(el)) return el;
+  for (const c of elementChildren(el)) {
+    const hit = findDeep(c, pred);
+    if (hit) return hit;
+  }
+  return undefined;
+}
+const textOf = (el) => (el ? el.textContent : undefined);
+const serialize = (el) => (el ? Strophe.serialize(el) : '(none)');
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+const SECRET = 's3cret';
+const rsaKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const rsaPublicPem = rsaKeys.publicKey.export({ type: 'spki', format: 'pem' });
+
+// A JWT. `header`/`payload` are taken as is (undefined members dropped); the signature is an
+// HMAC (HS*) with `secret`, an RSA signature (RS*) with `key`, or exactly `signature` when given.
+function jwt(header, payload, { secret = SECRET, key = rsaKeys.privateKey, signature } = {}) {
+  const clean = (o) => JSON.parse(JSON.stringify(o));
+  const input = `${b64u(JSON.stringify(clean(header)))}.${b64u(JSON.stringify(clean(payload)))}`;
+  let sig = signature;
+  if (sig === undefined) {
+    const alg = header.alg ?? 'HS256';
+    const bits = alg.slice(2);
+    if (alg.startsWith('HS')) sig = createHmac(`sha${bits}`, secret).update(input).digest('base64url');
+    else if (alg.startsWith('RS')) sig = rsaSign(`sha${bits}`, Buffer.from(input), key).toString('base64url');
+    else sig = '';
+  }
+  return `${input}.${sig}`;
+}
+
+// Base token T of REFERENCE §10, with claims and header members replaced (undefined removes).
+function T(claims = {}, { header = {}, ...opts } = {}) {
+  const payload = { iss: 'myapp', aud: 'jitsi', sub: 'meet.example.com', room: 'room1', exp: now() + 3600, ...claims };
+  return jwt({ alg: 'HS256', typ: 'JWT', ...header }, payload, opts);
+}
+const user = (id, name = id) => ({ context: { user: { id, name } } });
+
+// ---------------------------------------------------------------------------------------------
+// Processes: everything we start is killed on exit, exceptions and signals.
+
+const children = new Set();
+let tmp;
+let daemon;   // { proc, pid }
+let prosody;  // { proc, pid }
+let keyServer;
+let ports = {};
+
+function killAll() {
+  for (const child of children) {
+    try { process.kill(child.pid, 'SIGCONT'); } catch { /* gone */ }
+    try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+  children.clear();
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    console.log(`# interrupted (${sig}); stopping`);
+    killAll();
+    process.exit(130);
+  });
+}
+process.on('uncaughtException', (e) => {
+  console.log(`# uncaught exception: ${e?.stack ?? e}`);
+  printDiagnostics();
+  killAll();
+  process.exit(1);
+});
+process.on('unhandledRejection', (e) => {
+  console.log(`# unhandled rejection: ${e?.stack ?? e}`);
+  printDiagnostics();
+  killAll();
+  process.exit(1);
+});
+
+function spawnTracked(cmd, argv, logPath, env = {}) {
+  const fd = openSync(logPath, 'a');
+  const proc = spawn(cmd, argv, { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
+  closeSync(fd);
+  const entry = { proc, pid: proc.pid, exited: null };
+  children.add(entry);
+  proc.on('exit', (code, signal) => {
+    entry.exited = { code, signal };
+    children.delete(entry);
+  });
+  return entry;
+}
+
+async function stopTracked(entry, graceMs = 2000) {
+  if (!entry || entry.exited) return;
+  const done = new Promise((r) => entry.proc.once('exit', r));
+  try { process.kill(entry.pid, 'SIGCONT'); } catch { /* gone */ }
+  try { process.kill(entry.pid, 'SIGTERM'); } catch { /* gone */ }
+  const timer = setTimeout(() => { try { process.kill(entry.pid, 'SIGKILL'); } catch { /* gone */ } }, graceMs);
+  await done;
+  clearTimeout(timer);
+}
+
+function printDiagnostics() {
+  if (!tmp) return;
+  console.log(`# ---- prosody log (last 60 lines of ${join(tmp, 'prosody.log')}) ----`);
+  console.log(tail(join(tmp, 'prosody.log'), 60).replace(/^/gm, '#   '));
+  console.log(`# ---- prosody stdout/stderr (last 15 lines) ----`);
+  console.log(tail(join(tmp, 'prosody.out'), 15).replace(/^/gm, '#   '));
+  console.log(`# ---- daemon stderr (last 40 lines of ${join(tmp, 'daemon.log')}) ----`);
+  console.log(tail(join(tmp, 'daemon.log'), 40).replace(/^/gm, '#   '));
+  console.log(`# full logs: ${tmp} (debug log: prosody-debug.log)`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key server: GET /asap/<sha256hex(kid)>.pem. Per file: 'ok' (the PEM), '404', or 'hang' (never
+// answers). Counts requests per path and keeps the last User-Agent.
+
+class KeyServer {
+  constructor() {
+    this.files = new Map();   // file name -> { mode, pem }
+    this.counts = new Map();  // path -> n
+    this.userAgents = new Map();
+    this.hanging = new Set();
+  }
+
+  set(kid, mode, pem = rsaPublicPem) {
+    this.files.set(`${sha256hex(kid)}.pem`, { mode, pem });
+  }
+
+  pathFor(kid) { return `/asap/${sha256hex(kid)}.pem`; }
+
+  count(kid) { return this.counts.get(this.pathFor(kid)) ?? 0; }
+
+  async start() {
+    this.server = createHttpServer((req, res) => {
+      const path = req.url.split('?')[0];
+      this.counts.set(path, (this.counts.get(path) ?? 0) + 1);
+      this.userAgents.set(path, req.headers['user-agent']);
+      const file = path.startsWith('/asap/') ? this.files.get(path.slice('/asap/'.length)) : undefined;
+      if (!file || file.mode === '404') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      } else if (file.mode === 'hang') {
+        this.hanging.add(res);
+        res.on('close', () => this.hanging.delete(res));
+      } else {
+        res.writeHead(200, { 'content-type': 'application/x-pem-file' }).end(file.pem);
+      }
+    });
+    await new Promise((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = this.server.address().port;
+  }
+
+  async stop() {
+    for (const res of this.hanging) res.destroy();
+    this.server?.closeAllConnections?.();
+    await new Promise((r) => (this.server ? this.server.close(r) : r()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prosody config
+
+const TOKEN_HOSTS = {
+  'meet.example.com': { extraModules: ['test_identity'], component: { allowlist: ['allowed.example.com'] } },
+  'empty.example.com': { options: { allow_empty_token: true } },
+  'nodv.example.com': { options: { enable_domain_verification: false } },
+  'asap.example.com': { asap: true },
+};
+
+function lua(v) {
+  if (typeof v === 'string') return JSON.stringify(v); // ASCII paths and names: JSON quoting is Lua quoting
+  if (typeof v === 'boolean' || typeof v === 'number') return String(v);
+  if (Array.isArray(v)) return `{ ${v.map(lua).join(', ')} }`;
+  throw new Error(`no Lua form for ${v}`);
+}
+
+function prosodyConfig() {
+  const lines = [];
+  const opt = (k, v, indent = '') => lines.push(`${indent}${k} = ${lua(v)}`);
+  opt('run_as_root', true);
+  opt('pidfile', join(tmp, 'prosody.pid'));
+  opt('data_path', join(tmp, 'data'));
+  opt('certificates', join(tmp, 'certs'));
+  opt('plugin_paths', [shimDir, join(here, 'plugins')]);
+  opt('interfaces', ['127.0.0.1']);
+  opt('c2s_ports', [ports.c2s]);
+  lines.push('c2s_direct_tls_ports = { }', 's2s_ports = { }', 'https_ports = { }', 'component_ports = { }');
+  opt('http_interfaces', ['127.0.0.1']);
+  opt('http_ports', [ports.http]);
+  opt('http_default_host', 'meet.example.com');
+  opt('c2s_require_encryption', false);
+  opt('consider_bosh_secure', true);
+  opt('consider_websocket_secure', true);
+  opt('cross_domain_websocket', true);
+  opt('cross_domain_bosh', true);
+  opt('storage', 'internal');
+  opt('token_sidecar_socket', join(tmp, 'ts.sock'));
+  opt('token_sidecar_timeout', 1);
+  opt('admins', ['focus@auth.meet.example.com']);
+  opt('muc_mapper_domain_base', 'meet.example.com');
+  opt('modules_enabled', ['saslauth', 'bosh', 'websocket', 'ping']);
+  lines.push(`log = { debug = ${lua(join(tmp, 'prosody-debug.log'))}, info = ${lua(join(tmp, 'prosody.log'))} }`);
+  lines.push('');
+
+  for (const [host, spec] of Object.entries(TOKEN_HOSTS)) {
+    lines.push(`VirtualHost ${lua(host)}`);
+    opt('authentication', 'token', '  ');
+    opt('app_id', 'myapp', '  ');
+    if (spec.asap) opt('asap_key_server', `http://127.0.0.1:${keyServer.port}/asap`, '  ');
+    else opt('app_secret', SECRET, '  ');
+    opt('muc_mapper_domain_base', host, '  ');
+    for (const [k, v] of Object.entries(spec.options ?? {})) opt(k, v, '  ');
+    opt('modules_enabled', ['test_events', ...(spec.extraModules ?? [])], '  ');
+    lines.push('');
+  }
+  for (const [host, auth] of [
+    ['auth.meet.example.com', 'internal_plain'], ['recorder.meet.example.com', 'internal_plain'],
+    ['guest.meet.example.com', 'anonymous'], ['allowed.example.com', 'anonymous'], ['anon.example.com', 'anonymous'],
+  ]) {
+    lines.push(`VirtualHost ${lua(host)}`);
+    opt('authentication', auth, '  ');
+    lines.push('');
+  }
+  for (const [host, spec] of Object.entries(TOKEN_HOSTS)) {
+    lines.push(`Component ${lua(`conference.${host}`)} "muc"`);
+    opt('modules_enabled', ['token_verification', 'test_rooms'], '  ');
+    opt('muc_room_locking', false, '  ');
+    if (spec.component?.allowlist) opt('token_verification_allowlist', spec.component.allowlist, '  ');
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting things
+
+function waitForTcp(port, totalMs, isAlive) {
+  const t0 = Date.now();
+  return new Promise((ok, fail) => {
+    const attempt = () => {
+      if (isAlive && !isAlive()) return fail(new Error('process exited'));
+      const s = netConnect({ host: '127.0.0.1', port });
+      s.once('connect', () => { s.destroy(); ok(); });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() - t0 > totalMs) fail(new Error(`port ${port} did not answer in ${totalMs} ms`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+function waitForUnixSocket(path, totalMs, isAlive) {
+  const t0 = Date.now();
+  return new Promise((ok, fail) => {
+    const attempt = () => {
+      if (isAlive && !isAlive()) return fail(new Error('process exited'));
+      const s = netConnect({ path });
+      s.once('connect', () => { s.destroy(); ok(); });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() - t0 > totalMs) fail(new Error(`${path} did not accept connections in ${totalMs} ms`));
+        else setTimeout(attempt, 20);
+      });
+    };
+    attempt();
+  });
+}
+
+async function httpGet(url) {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  return { status: res.status, body: await res.text() };
+}
+
+function startDaemon() {
+  daemon = spawnTracked(daemonBin, ['serve', '--socket', join(tmp, 'ts.sock')], join(tmp, 'daemon.log'));
+  return daemon;
+}
+
+async function startProsody() {
+  prosody = spawnTracked(prosodyBin, ['-F', '--config', join(tmp, 'prosody.cfg.lua')], join(tmp, 'prosody.out'));
+  const alive = () => !prosody.exited;
+  await waitForTcp(ports.http, 15000, alive);
+  await waitForTcp(ports.c2s, 5000, alive);
+  const bosh = await httpGet(`http://127.0.0.1:${ports.http}/http-bind`);
+  if (bosh.status !== 200) throw new Error(`GET /http-bind answered ${bosh.status}`);
+}
+
+function prosodyctl(...argv) {
+  return execFileSync(prosodyctlBin, ['--config', join(tmp, 'prosody.cfg.lua'), ...argv],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30000 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// XMPP client (strophe.js)
+
+const openClients = new Set();
+
+class Client {
+  // transport 'ws' or 'bosh'; domain: the host to log in to; query: URL parameters; headers: WS
+  // HTTP headers; jid/password: a non-anonymous login (PLAIN forced when `plain`).
+  constructor({ transport = 'ws', domain = 'meet.example.com', query = {}, headers, jid, password, plain }) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, v);
+    const qs = params.toString();
+    const path = transport === 'bosh' ? 'http-bind' : 'xmpp-websocket';
+    const scheme = transport === 'bosh' ? 'http' : 'ws';
+    this.url = `${scheme}://127.0.0.1:${ports.http}/${path}${qs ? `?${qs}` : ''}`;
+    this.transport = transport;
+    this.domain = domain;
+    this.loginJid = jid ?? domain;
+    this.password = password ?? null;
+    if (headers) wsHeaders.set(this.url, headers);
+    const options = plain ? { mechanisms: [Strophe.SASLPlain] } : {};
+    this.conn = new Strophe.Connection(this.url, options);
+    this.stanzas = [];
+    this.waiters = new Set();
+    this.failure = undefined; // the <failure/> element as received (xmlInput hook)
+    this.sentAuth = false;
+    this.onAuthSent = null;
+    this.conn.xmlInput = (el) => {
+      const failure = findDeep(el, (e) => localName(e) === 'failure' && e.namespaceURI === NS.SASL);
+      if (failure) this.failure = failure;
+    };
+    this.conn.xmlOutput = (el) => {
+      // Built by strophe with an xmlns attribute, not a DOM namespace.
+      if (!this.sentAuth && findDeep(el, (e) => localName(e) === 'auth' && e.getAttribute('xmlns') === NS.SASL)) {
+        this.sentAuth = true;
+        this.onAuthSent?.();
+      }
+    };
+    openClients.add(this);
+  }
+
+  // Resolves { ok, status, jid, failure: { condition, text }, ms }. Never rejects.
+  // A SASL answer is due within token_sidecar_timeout (1 s); 6 s means "no answer at all".
+  login(timeoutMs = 6000) {
+    const t0 = performance.now();
+    return new Promise((resolveLogin) => {
+      let settled = false;
+      const finish = (result) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.result = { ...result, ms: ms(t0) };
+        resolveLogin(this.result);
+      };
+      const timer = setTimeout(() => finish({ ok: false, status: 'TIMEOUT' }), timeoutMs);
+      const S = Strophe.Status;
+      const names = Object.fromEntries(Object.entries(S).map(([k, v]) => [v, k]));
+      this.conn.connect(this.loginJid, this.password, (status, condition, elem) => {
+        this.connected = status === S.CONNECTED;
+        if (status === S.CONNECTED) {
+          this.conn.addHandler((st) => { this.onStanza(st); return true; }, null, null, null, null, null);
+          finish({ ok: true, status: 'CONNECTED', jid: this.conn.jid });
+        } else if (status === S.AUTHFAIL) {
+          const failureEl = this.failure ?? (elem && localName(elem) === 'failure' ? elem : undefined);
+          finish({ ok: false, status: 'AUTHFAIL', failure: parseSaslFailure(failureEl) });
+        } else if ([S.CONNFAIL, S.ERROR, S.CONNTIMEOUT, S.DISCONNECTED].includes(status)) {
+          finish({ ok: false, status: `${names[status]}${condition ? ` (${condition})` : ''}`,
+            failure: this.failure ? parseSaslFailure(this.failure) : undefined });
+        }
+      });
+    });
+  }
+
+  onStanza(st) {
+    this.stanzas.push(st);
+    for (const w of [...this.waiters]) {
+      if (w.pred(st)) {
+        this.waiters.delete(w);
+        clearTimeout(w.timer);
+        w.resolve(st);
+      }
+    }
+  }
+
+  // The first stanza (already received or arriving within timeoutMs) matching pred.
+  waitFor(pred, timeoutMs, what) {
+    const seen = this.stanzas.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolveWait, rejectWait) => {
+      const w = { pred, resolve: resolveWait };
+      w.timer = setTimeout(() => { this.waiters.delete(w); rejectWait(new Error(`${what}: nothing in ${timeoutMs} ms`)); }, timeoutMs);
+      this.waiters.add(w);
+    });
+  }
+
+  send(stanza) { this.conn.send(stanza); }
+
+  iq(stanza, timeoutMs = 5000) {
+    return new Promise((ok, fail) => {
+      this.conn.sendIQ(stanza, ok, (err) => fail(new Error(`IQ error: ${err ? serialize(err) : 'timeout'}`)), timeoutMs);
+    });
+  }
+
+  // What the server-side test module says about this session (events fired, session fields).
+  async report() {
+    const res = await this.iq($iq({ type: 'get', to: this.domain }).c('query', { xmlns: NS.REPORT }));
+    const json = findDeep(res, (e) => localName(e) === 'json');
+    return JSON.parse(textOf(json));
+  }
+
+  // Sends a MUC join and resolves { ok: true, presence } on the self-presence, or
+  // { ok: false, error: { type, condition, text, jitmeet } } on a presence error.
+  async join(room, nick, { extra, timeoutMs = 5000 } = {}) {
+    const to = `${room}/${nick}`;
+    const pres = $pres({ to }).c('x', { xmlns: NS.MUC }).up();
+    if (extra) extra(pres);
+    const t0 = performance.now();
+    const sameFull = (from) => from && from.toLowerCase() === to.toLowerCase();
+    const reply = this.waitFor((st) => localName(st) === 'presence' && sameFull(st.getAttribute('from')),
+      timeoutMs, `join ${to}`);
+    this.send(pres.tree());
+    const st = await reply;
+    const elapsed = ms(t0);
+    if (st.getAttribute('type') === 'error') return { ok: false, error: parsePresenceError(st), presence: st, ms: elapsed };
+    return { ok: true, presence: st, ms: elapsed };
+  }
+
+  close() {
+    openClients.delete(this);
+    wsHeaders.delete(this.url);
+    for (const w of this.waiters) clearTimeout(w.timer);
+    this.waiters.clear();
+    try { this.conn.disconnect(); } catch { /* already gone */ }
+    const conn = this.conn;
+    setTimeout(() => { try { conn._doDisconnect(); } catch { /* gone */ } }, 1000).unref();
+  }
+}
+
+function parseSaslFailure(el) {
+  if (!el) return undefined;
+  const kids = elementChildren(el);
+  const cond = kids.find((c) => localName(c) !== 'text');
+  return { condition: cond ? localName(cond) : undefined, text: textOf(kids.find((c) => localName(c) === 'text')), raw: serialize(el) };
+}
+
+function parsePresenceError(st) {
+  const err = findChild(st, 'error');
+  if (!err) return { raw: serialize(st) };
+  const kids = elementChildren(err);
+  const cond = kids.find((c) => c.namespaceURI === NS.STANZAS && localName(c) !== 'text');
+  const jitmeet = findDeep(st, (e) => e.namespaceURI === NS.JITMEET);
+  return {
+    type: err.getAttribute('type'),
+    condition: cond ? localName(cond) : undefined,
+    text: textOf(kids.find((c) => localName(c) === 'text')),
+    jitmeet: jitmeet ? localName(jitmeet) : undefined,
+    raw: serialize(st),
+  };
+}
+
+// Logs in (fresh client); returns the client with .result set.
+async function login(opts, timeoutMs) {
+  const c = new Client(opts);
+  await c.login(timeoutMs);
+  return c;
+}
+
+function closeAll(keep = new Set()) {
+  for (const c of [...openClients]) if (!keep.has(c)) c.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertions
+
+class Failure extends Error {}
+function check(cond, why) { if (!cond) throw new Failure(typeof why === 'function' ? why() : why); }
+
+function describeLogin(r) {
+  if (r.ok) return `logged in as ${r.jid}`;
+  if (r.failure) return `${r.status} <${r.failure.condition}/> "${r.failure.text}"`;
+  return r.status;
+}
+
+function expectLoginOk(c, what = 'login') {
+  check(c.result.ok, `${what}: expected success, got ${describeLogin(c.result)}`);
+}
+
+function expectSaslFailure(c, text, condition = 'not-allowed') {
+  const r = c.result;
+  check(!r.ok, `expected <${condition}/> "${text}", but ${describeLogin(r)}`);
+  check(r.failure, `expected a SASL <failure>, got ${r.status} and no <failure> element`);
+  const textOk = text instanceof RegExp ? text.test(r.failure.text ?? '') : r.failure.text === text;
+  check(r.failure.condition === condition && textOk,
+    `expected <${condition}/> "${text}", got <${r.failure.condition}/> "${r.failure.text}"`);
+}
+
+function describeJoin(j) {
+  if (j.ok) return 'joined';
+  const e = j.error;
+  return `refused ${e.type}/${e.condition} "${e.text}"${e.jitmeet ? ` <${e.jitmeet}/>` : ''}`;
+}
+
+function expectJoined(j, what = 'join') {
+  check(j.ok, `${what}: expected to join, but ${describeJoin(j)}`);
+}
+
+function expectRefused(j, { type = 'cancel', condition = 'not-allowed', text, jitmeet }) {
+  const want = `${type}/${condition} "${text}"${jitmeet ? ` <${jitmeet}/>` : ' (no jitmeet child)'}`;
+  check(!j.ok, `expected refusal ${want}, but joined`);
+  const e = j.error;
+  const textOk = text instanceof RegExp ? text.test(e.text ?? '') : e.text === text;
+  check(e.type === type && e.condition === condition && textOk && e.jitmeet === jitmeet,
+    `expected ${want}, got ${describeJoin(j)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Focus: the admin that creates rooms (stays connected for the whole run)
+
+const FOCUS_PASSWORD = 'focus-pw-e2e';
+const RECORDER_PASSWORD = 'recorder-pw-e2e';
+let focus;
+const rooms = new Set();
+
+async function ensureRoom(roomJid) {
+  const key = roomJid.toLowerCase();
+  if (rooms.has(key)) return;
+  const j = await focus.join(roomJid, 'focus');
+  if (!j.ok) throw new Error(`focus could not create ${roomJid}: ${describeJoin(j)}`);
+  rooms.add(key);
+}
+const ensureRooms = async (...jids) => { for (const j of jids) await ensureRoom(j); };
+const MUC = (room, host = 'meet.example.com') => `${room}@conference.${host}`;
+
+// A token login on meet.example.com (or `domain`) that must succeed.
+async function tokenUser(token, { domain = 'meet.example.com', transport = 'ws', query = {} } = {}) {
+  const c = await login({ transport, domain, query: { token, ...query } });
+  expectLoginOk(c, 'token login');
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+
+const RUN_BUDGET_MS = 120000; // a normal run takes about 10 s; past this, remaining cases are not started
+const cases = [];
+const test = (name, fn, { timeoutMs = 20000 } = {}) => cases.push({ name, fn, timeoutMs });
+const notes = [];
+const note = (s) => { notes.push(s); console.log(`# ${s}`); };
+
+// --- SASL over WebSocket ---------------------------------------------------------------------
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function saslCases(transport) {
+  const tag = transport === 'bosh' ? ' (BOSH)' : '';
+  test(`case 1: base token T → success, <uuid>@meet.example.com, session room/domain/issuer${tag}`, async () => {
+    const c = await tokenUser(T(), { transport });
+    const [local, domain] = c.result.jid.split('/')[0].split('@');
+    check(domain === 'meet.example.com', `JID domain ${domain}`);
+    check(UUID.test(local), `JID local part "${local}" is not a UUID`);
+    const r = await c.report();
+    check(r.jitsi_meet_room === 'room1', `session jitsi_meet_room=${r.jitsi_meet_room}`);
+    check(r.jitsi_meet_domain === 'meet.example.com', `session jitsi_meet_domain=${r.jitsi_meet_domain}`);
+    check(r.jitsi_meet_auth_issuer === 'myapp', `session jitsi_meet_auth_issuer=${r.jitsi_meet_auth_issuer}`);
+  });
+  test(`case 2: no token → token required${tag}`, async () => {
+    expectSaslFailure(await login({ transport, query: {} }), 'token required');
+  });
+  test(`case 9: wrong secret → Invalid signature${tag}`, async () => {
+    expectSaslFailure(await login({ transport, query: { token: T({}, { secret: 'wrong' }) } }), 'Invalid signature');
+  });
+}
+
+saslCases('ws');
+
+test('case 3: allow_empty_token, no token → success, no jitsi_meet_* session fields', async () => {
+  const c = await login({ domain: 'empty.example.com', query: {} });
+  expectLoginOk(c);
+  const r = await c.report();
+  const fields = Array.isArray(r.jitsi_meet_fields) ? r.jitsi_meet_fields : [];
+  check(fields.length === 0, `session has ${fields.join(', ')}`);
+  check(!r.auth_token, 'session has an auth_token');
+});
+
+test('case 4: allow_empty_token, ?token= (empty) → Invalid token', async () => {
+  expectSaslFailure(await login({ domain: 'empty.example.com', query: { token: '' } }), 'Invalid token');
+});
+
+test('case 5: token "abc.def" → Invalid token', async () => {
+  expectSaslFailure(await login({ query: { token: 'abc.def' } }), 'Invalid token');
+});
+
+test('case 6: typ "JOSE" → Invalid typ; DESIGN 7: typ absent or "jwt" → success', async () => {
+  expectSaslFailure(await login({ query: { token: T({}, { header: { typ: 'JOSE' } }) } }), 'Invalid typ');
+  expectLoginOk(await login({ query: { token: T({}, { header: { typ: undefined } }) } }), 'no typ');
+  expectLoginOk(await login({ query: { token: T({}, { header: { typ: 'jwt' } }) } }), 'typ "jwt"');
+});
+
+test('case 7: token signed HS512 → Invalid or incorrect alg', async () => {
+  expectSaslFailure(await login({ query: { token: T({}, { header: { alg: 'HS512' } }) } }), 'Invalid or incorrect alg');
+});
+
+test('case 8: alg none, empty signature → Invalid token; non-empty → Invalid or incorrect alg', async () => {
+  expectSaslFailure(await login({ query: { token: T({}, { header: { alg: 'none' }, signature: '' }) } }), 'Invalid token');
+  expectSaslFailure(await login({ query: { token: T({}, { header: { alg: 'none' }, signature: 'c2ln' }) } }),
+    'Invalid or incorrect alg');
+});
+
+test('case 10: exp=now-121, iat=exp-3600 → Not acceptable by exp (121 sec since expired, valid for:3600 sec)', async () => {
+  const exp = now() - 121;
+  const c = await login({ query: { token: T({ exp, iat: exp - 3600 }) } });
+  expectSaslFailure(c, /^Not acceptable by exp \(12[12](\.0)? sec since expired, valid for:3600(\.0)? sec\)$/);
+});
+
+test('case 11: exp as a string → exp must be number', async () => {
+  expectSaslFailure(await login({ query: { token: T({ exp: '9999999999' }) } }), 'exp must be number');
+});
+
+test('case 12: nbf=now+5 → Not acceptable by nbf', async () => {
+  expectSaslFailure(await login({ query: { token: T({ nbf: now() + 5 }) } }), 'Not acceptable by nbf');
+});
+
+test('case 13: no exp → success', async () => {
+  expectLoginOk(await login({ query: { token: T({ exp: undefined }) } }));
+});
+
+test("case 14: iss \"other\" → invalid 'iss' claim; no iss → 'iss' claim is missing", async () => {
+  expectSaslFailure(await login({ query: { token: T({ iss: 'other' }) } }), "invalid 'iss' claim");
+  expectSaslFailure(await login({ query: { token: T({ iss: undefined }) } }), "'iss' claim is missing");
+});
+
+test("case 15: no aud → 'aud' claim is missing", async () => {
+  expectSaslFailure(await login({ query: { token: T({ aud: undefined }) } }), "'aud' claim is missing");
+});
+
+test("case 17 (DESIGN 1): no room claim → 'room' claim is missing", async () => {
+  expectSaslFailure(await login({ query: { token: T({ room: undefined }) } }), "'room' claim is missing");
+});
+
+// --- Key server (asap.example.com) -----------------------------------------------------------
+
+const rs = (claims = {}, header = {}) => T({ sub: 'asap.example.com', ...claims }, { header: { alg: 'RS256', kid: 'jitsi/key1', ...header } });
+
+test('case 18: RS256 via the key server → success; same kid again → no second key-server request', async () => {
+  keyServer.set('jitsi/key1', 'ok');
+  const before = keyServer.count('jitsi/key1');
+  const a = await login({ domain: 'asap.example.com', query: { token: rs(user('rs-a')) } });
+  expectLoginOk(a, 'first RS256 login');
+  const afterFirst = keyServer.count('jitsi/key1');
+  check(afterFirst - before === 1, `key server got ${afterFirst - before} requests for ${keyServer.pathFor('jitsi/key1')}, expected 1`);
+  const b = await login({ domain: 'asap.example.com', query: { token: rs(user('rs-b')) } });
+  expectLoginOk(b, 'second RS256 login');
+  const afterSecond = keyServer.count('jitsi/key1');
+  check(afterSecond === afterFirst, `second login with the same kid made ${afterSecond - afterFirst} more key-server requests`);
+  note(`case 18: key request path ${keyServer.pathFor('jitsi/key1')}, User-Agent "${keyServer.userAgents.get(keyServer.pathFor('jitsi/key1'))}"`);
+});
+
+test("case 20: key server host: HS256 token without kid → 'kid' claim is missing; HS256 + kid → 'kid' claim only support with RS family", async () => {
+  expectSaslFailure(await login({ domain: 'asap.example.com', query: { token: T({ sub: 'asap.example.com' }) } }),
+    "'kid' claim is missing");
+  expectSaslFailure(await login({ domain: 'asap.example.com', query: { token: T({ sub: 'asap.example.com' }, { header: { kid: 'jitsi/key1' } }) } }),
+    "'kid' claim only support with RS family");
+});
+
+test('case 21: key server 404 → could not obtain public key (twice; at most 2 requests: DESIGN 3 caches the 404 briefly)', async () => {
+  keyServer.set('jitsi/missing', '404');
+  for (const who of ['first', 'second']) {
+    const c = await login({ domain: 'asap.example.com', query: { token: rs(user(`nokey-${who}`), { kid: 'jitsi/missing' }) } });
+    expectSaslFailure(c, 'could not obtain public key');
+  }
+  const n = keyServer.count('jitsi/missing');
+  check(n >= 1 && n <= 2, `key server got ${n} requests for the missing key, expected 1 or 2`);
+  note(`case 21: ${n} key-server request(s) for two logins with a missing key`);
+});
+
+test('case 22 (ours): key server never answers → login refused (not let in), HS256 logins unaffected meanwhile', async () => {
+  keyServer.set('jitsi/slow', 'hang');
+  const t0 = performance.now();
+  const slow = login({ domain: 'asap.example.com', query: { token: rs(user('hang'), { kid: 'jitsi/slow' }) } }, 15000);
+  await sleep(100);
+  const t1 = performance.now();
+  const other = await login({ query: { token: T(user('during-hang')) } });
+  expectLoginOk(other, 'HS256 login while the key server hangs');
+  const otherMs = ms(t1);
+  const c = await slow;
+  const took = ms(t0);
+  check(!c.result.ok, 'a token whose key cannot be fetched logged in');
+  const f = c.result.failure;
+  check(f && ((f.condition === 'not-allowed' && f.text === 'could not obtain public key') ||
+    (f.condition === 'temporary-auth-failure' && /token service unavailable/.test(f.text ?? ''))),
+  `expected "could not obtain public key" or temporary-auth-failure, got ${describeLogin(c.result)}`);
+  note(`case 22: refused after ${took} ms with <${f.condition}/> "${f.text}"; an HS256 login meanwhile took ${otherMs} ms`);
+}, { timeoutMs: 30000 });
+
+// --- Events and session ---------------------------------------------------------------------
+
+const EVENT_ORDER = ['pre-jitsi-authentication-fetch-key', 'jitsi-authentication-token-verified',
+  'jitsi-access-ban-check', 'pre-jitsi-authentication', 'post-jitsi-authentication'];
+
+test('events: a successful token login fires all five events in REFERENCE order', async () => {
+  const c = await tokenUser(T(user('events-user')));
+  const r = await c.report();
+  check(JSON.stringify(r.events) === JSON.stringify(EVENT_ORDER), `events fired: ${JSON.stringify(r.events)}`);
+  check(r.claims?.room === 'room1', `token-verified claims.room=${r.claims?.room}`);
+  check(r.jitsi_meet_context_user?.id === 'events-user', `context user ${JSON.stringify(r.jitsi_meet_context_user)}`);
+});
+
+test('case 26: ban-check handler returns false → user is banned', async () => {
+  expectSaslFailure(await login({ query: { token: T(user('banned')) } }), 'user is banned');
+});
+
+test('events: pre-jitsi-authentication-fetch-key returns res=false → its reason', async () => {
+  expectSaslFailure(await login({ query: { token: T(), room: 'prefail' } }), 'pre-fetch says no');
+});
+
+test('events: post-jitsi-authentication returns res=false → its reason', async () => {
+  expectSaslFailure(await login({ query: { token: T(user('postfail')) } }), 'post-auth says no');
+});
+
+test('events: pre-jitsi-authentication returns a username → JID local part', async () => {
+  const c = await tokenUser(T(user('custom', 'picked-by-hook')));
+  const local = c.result.jid.split('@')[0];
+  check(local === 'picked-by-hook', `JID ${c.result.jid}`);
+});
+
+test('session: previd is not required; an unknown previd still logs in with a fresh UUID', async () => {
+  const c = await tokenUser(T(user('previd-user')), { query: { previd: 'no-such-session' } });
+  check(UUID.test(c.result.jid.split('@')[0]), `JID ${c.result.jid}`);
+  const r = await c.report();
+  check(r.previd === 'no-such-session', `session previd=${r.previd}`);
+});
+
+test('session: context.user/group, room and prefix query params reach the session', async () => {
+  const token = T({ context: { user: { id: 'u42', name: 'Ada', email: 'ada@example.com' }, group: 'g1' } });
+  const c = await tokenUser(token, { query: { room: 'room1', prefix: '' } });
+  const r = await c.report();
+  check(r.jitsi_meet_context_user?.id === 'u42' && r.jitsi_meet_context_user?.name === 'Ada'
+    && r.jitsi_meet_context_user?.email === 'ada@example.com', `context user ${JSON.stringify(r.jitsi_meet_context_user)}`);
+  check(r.jitsi_meet_context_group === 'g1', `context group ${r.jitsi_meet_context_group}`);
+  check(r.jitsi_web_query_room === 'room1', `query room ${r.jitsi_web_query_room}`);
+  check(r.jitsi_web_query_prefix === '', `query prefix ${JSON.stringify(r.jitsi_web_query_prefix)}`);
+});
+
+test('case 27: Authorization: Bearer T (no query token) → success; header T + query garbage → query wins (Invalid token)', async () => {
+  const a = await login({ query: {}, headers: { Authorization: `Bearer ${T(user('header-user'))}` } });
+  expectLoginOk(a, 'header-only token');
+  const r = await a.report();
+  check(r.jitsi_meet_context_user?.id === 'header-user', `session user ${JSON.stringify(r.jitsi_meet_context_user)}`);
+  const b = await login({ query: { token: 'garbage' }, headers: { Authorization: `Bearer ${T()}` } });
+  expectSaslFailure(b, 'Invalid token');
+});
+
+// --- MUC -------------------------------------------------------------------------------------
+
+test('case 28: room "Room1" joins room1 → allowed', async () => {
+  await ensureRoom(MUC('room1'));
+  const c = await tokenUser(T({ room: 'Room1' }));
+  expectJoined(await c.join(MUC('room1'), 'c28'));
+});
+
+test('case 29: T joins room2 → cancel/not-allowed "Room and token mismatched", no jitmeet child', async () => {
+  await ensureRoom(MUC('room2'));
+  const c = await tokenUser(T());
+  expectRefused(await c.join(MUC('room2'), 'c29'), { text: 'Room and token mismatched' });
+});
+
+test('case 30: room "*" joins room2 → allowed; with sub "other.com" → Room and token mismatched', async () => {
+  await ensureRoom(MUC('room2'));
+  const a = await tokenUser(T({ room: '*' }));
+  expectJoined(await a.join(MUC('room2'), 'c30a'));
+  const b = await tokenUser(T({ room: '*', sub: 'other.com' }));
+  expectRefused(await b.join(MUC('room2'), 'c30b'), { text: 'Room and token mismatched' });
+});
+
+test('case 31: sub "ACME" joins [acme]room1 → allowed; sub "other" → mismatched; sub "*" → allowed', async () => {
+  await ensureRoom(MUC('[acme]room1'));
+  const a = await tokenUser(T({ sub: 'ACME' }));
+  expectJoined(await a.join(MUC('[acme]room1'), 'c31a'), 'sub ACME');
+  const b = await tokenUser(T({ sub: 'other' }));
+  expectRefused(await b.join(MUC('[acme]room1'), 'c31b'), { text: 'Room and token mismatched' });
+  const c = await tokenUser(T({ sub: '*' }));
+  expectJoined(await c.join(MUC('[acme]room1'), 'c31c'), 'sub *');
+});
+
+test('case 32: regex room "^room%d+$" → room42 allowed; roomx → Room name cannot be matched… <room-name-does-not-match/>', async () => {
+  await ensureRooms(MUC('room42'), MUC('roomx'));
+  const token = T({ room: '^room%d+$', context: { room: { regex: true } } });
+  const a = await tokenUser(token);
+  expectJoined(await a.join(MUC('room42'), 'c32a'), 'room42');
+  const b = await tokenUser(token);
+  expectRefused(await b.join(MUC('roomx'), 'c32b'),
+    { text: 'Room name cannot be matched to the one from token.', jitmeet: 'room-name-does-not-match' });
+});
+
+test('case 33: domain verification off, sub "nonsense" → [acme]room1 allowed; room2 → Room does not match the room from token <room-mismatch/>', async () => {
+  const host = 'nodv.example.com';
+  await ensureRooms(MUC('[acme]room1', host), MUC('room2', host));
+  const token = T({ sub: 'nonsense' });
+  const a = await tokenUser(token, { domain: host });
+  expectJoined(await a.join(MUC('[acme]room1', host), 'c33a'), '[acme]room1');
+  const b = await tokenUser(token, { domain: host });
+  expectRefused(await b.join(MUC('room2', host), 'c33b'),
+    { text: 'Room does not match the room from token', jitmeet: 'room-mismatch' });
+});
+
+test('case 34 (DESIGN 2): token without sub, domain verification on → Room and token mismatched', async () => {
+  await ensureRoom(MUC('room1'));
+  const c = await tokenUser(T({ sub: undefined }));
+  expectRefused(await c.join(MUC('room1'), 'c34'), { text: 'Room and token mismatched' });
+});
+
+test('case 35: focus (admin), recorder@recorder.meet.example.com and an allowlisted domain join without a token', async () => {
+  await ensureRoom(MUC('room1'));
+  const f = await focus.join(MUC('room35'), 'focus');
+  expectJoined(f, 'focus creating room35');
+  rooms.add(MUC('room35'));
+  const rec = await login({ jid: 'recorder@recorder.meet.example.com', password: RECORDER_PASSWORD, domain: 'recorder.meet.example.com', plain: true });
+  expectLoginOk(rec, 'recorder login');
+  expectJoined(await rec.join(MUC('room1'), 'recorder'), 'recorder');
+  const allowed = await login({ domain: 'allowed.example.com' });
+  expectLoginOk(allowed, 'allowed.example.com login');
+  expectJoined(await allowed.join(MUC('room1'), 'allowlisted'), 'allowlisted domain');
+});
+
+test('case 36: guest (no token) joins room1: domain verification on → room-name-does-not-match; off (nodv) → allowed', async () => {
+  await ensureRooms(MUC('room1'), MUC('room1', 'nodv.example.com'));
+  const g = await login({ domain: 'guest.meet.example.com' });
+  expectLoginOk(g, 'guest login');
+  expectRefused(await g.join(MUC('room1'), 'guest'),
+    { text: 'Room name cannot be matched to the one from token.', jitmeet: 'room-name-does-not-match' });
+  expectJoined(await g.join(MUC('room1', 'nodv.example.com'), 'guest'), 'guest on nodv');
+});
+
+test('case 37: allow_empty_token, no token: locked1 (allowUnauthenticatedAccess=false) → Authentication required; room1 → allowed', async () => {
+  const host = 'empty.example.com';
+  await ensureRooms(MUC('locked1', host), MUC('room1', host));
+  const c = await login({ domain: host });
+  expectLoginOk(c);
+  expectRefused(await c.join(MUC('locked1', host), 'c37'),
+    { text: 'Authentication required', jitmeet: 'authentication-required' });
+  expectJoined(await c.join(MUC('room1', host), 'c37'), 'room1');
+});
+
+test('case 38 (DESIGN 9): first presence to a nonexistent room: matching token creates it; token for room1 → Room and token mismatched', async () => {
+  const a = await tokenUser(T({ room: 'newroom38' }));
+  const j = await a.join(MUC('newroom38'), 'creator');
+  expectJoined(j, 'matching token to newroom38');
+  const codes = [...(findChild(j.presence, 'x', NS.MUC_USER)?.getElementsByTagName('status') ?? [])].map((s) => s.getAttribute('code'));
+  check(codes.includes('201'), `self-presence status codes ${codes.join(',')} (201 = room created) `);
+  const b = await tokenUser(T());
+  expectRefused(await b.join(MUC('newroom38b'), 'c38'), { text: 'Room and token mismatched' });
+});
+
+test('case 39: context.tenant "Acme", sub "acme": prefix=acme → no mismatch; prefix=other → mismatch flag, allowed; flag false → Room and token mismatched', async () => {
+  await ensureRooms(MUC('[acme]room1'), MUC('[acme]locked39'));
+  const token = (room) => T({ sub: 'acme', room, context: { tenant: 'Acme', user: { id: `tenant-${room}` } } });
+  const a = await tokenUser(token('room1'), { query: { prefix: 'acme' } });
+  expectJoined(await a.join(MUC('[acme]room1'), 'c39a'), 'prefix=acme');
+  check(!(await a.report()).jitsi_meet_tenant_mismatch, 'prefix=acme: tenant_mismatch set');
+  const b = await tokenUser(token('room1'), { query: { prefix: 'other' } });
+  expectJoined(await b.join(MUC('[acme]room1'), 'c39b'), 'prefix=other, flag nil');
+  check((await b.report()).jitsi_meet_tenant_mismatch === true, 'prefix=other: tenant_mismatch not set');
+  const c = await tokenUser(token('locked39'), { query: { prefix: 'other' } });
+  expectRefused(await c.join(MUC('[acme]locked39'), 'c39c'), { text: 'Room and token mismatched' });
+  const d = await tokenUser(token('locked39'), { query: { prefix: 'acme' } });
+  expectJoined(await d.join(MUC('[acme]locked39'), 'c39d'), 'prefix=acme, flag false');
+});
+
+test('DESIGN 6: jigasi initiator / transcriber feature in a non-admin presence is no bypass', async () => {
+  await ensureRooms(MUC('room1'), MUC('room2'));
+  const jigasi = (p) => p.c('initiator', { xmlns: NS.JIGASI }).up();
+  const transcriber = (p) => p.c('features').c('feature', { var: NS.TRANSCRIBER }).up().up();
+  const g = await login({ domain: 'guest.meet.example.com' });
+  expectLoginOk(g, 'guest login');
+  expectRefused(await g.join(MUC('room1'), 'fake-jigasi', { extra: jigasi }),
+    { text: 'Room name cannot be matched to the one from token.', jitmeet: 'room-name-does-not-match' });
+  expectRefused(await g.join(MUC('room1'), 'fake-transcriber', { extra: transcriber }),
+    { text: 'Room name cannot be matched to the one from token.', jitmeet: 'room-name-does-not-match' });
+  const t = await tokenUser(T());
+  expectRefused(await t.join(MUC('room2'), 'fake-jigasi', { extra: jigasi }), { text: 'Room and token mismatched' });
+});
+
+test('identity: occupants see each other\'s token identity (context.user id/name); a client-written <identity> is dropped', async () => {
+  await ensureRoom(MUC('room1'));
+  const room = MUC('room1');
+  const a = await tokenUser(T(user('alice', 'Alice')));
+  const spoof = (p) => p.c('identity').c('user').c('id').t('mallory').up().c('name').t('Mallory').up().up().up();
+  expectJoined(await a.join(room, 'alice', { extra: spoof }), 'alice');
+  const b = await tokenUser(T(user('bob', 'Bob')));
+  expectJoined(await b.join(room, 'bob'), 'bob');
+  const identityOf = (st) => {
+    const idEl = findChild(st, 'identity');
+    const u = idEl && findChild(idEl, 'user');
+    return u ? { id: textOf(findChild(u, 'id')), name: textOf(findChild(u, 'name')), count: elementChildren(st).filter((e) => localName(e) === 'identity').length } : undefined;
+  };
+  const fromNick = (nick) => (st) => localName(st) === 'presence' && st.getAttribute('from')?.toLowerCase() === `${room}/${nick}`
+    && st.getAttribute('type') !== 'unavailable';
+  const aSeenByB = identityOf(await b.waitFor(fromNick('alice'), 4000, 'bob sees alice'));
+  const bSeenByA = identityOf(await a.waitFor(fromNick('bob'), 4000, 'alice sees bob'));
+  check(aSeenByB?.id === 'alice' && aSeenByB?.name === 'Alice' && aSeenByB.count === 1, `bob sees alice as ${JSON.stringify(aSeenByB)}`);
+  check(bSeenByA?.id === 'bob' && bSeenByA?.name === 'Bob' && bSeenByA.count === 1, `alice sees bob as ${JSON.stringify(bSeenByA)}`);
+});
+
+// --- BOSH ------------------------------------------------------------------------------------
+
+saslCases('bosh');
+
+test('case 28 (BOSH): T joins room1 → allowed; room2 → Room and token mismatched', async () => {
+  await ensureRooms(MUC('room1'), MUC('room2'));
+  const c = await tokenUser(T(user('bosh-user')), { transport: 'bosh' });
+  expectJoined(await c.join(MUC('room1'), 'bosh1'), 'room1');
+  expectRefused(await c.join(MUC('room2'), 'bosh1'), { text: 'Room and token mismatched' });
+});
+
+// --- Load and daemon failures ----------------------------------------------------------------
+
+test('load: 200 concurrent token logins over WebSocket all succeed', async () => {
+  const t0 = performance.now();
+  const clients = await Promise.all(Array.from({ length: 200 }, (_, i) =>
+    login({ query: { token: T(user(`load-${i}`)) } }, 30000)));
+  const took = ms(t0);
+  const failed = clients.filter((c) => !c.result.ok);
+  note(`load: 200 concurrent WebSocket token logins in ${took} ms (${failed.length} failed)`);
+  check(failed.length === 0, () => `${failed.length} of 200 failed, e.g. ${describeLogin(failed[0].result)}`);
+  closeAll(new Set([focus]));
+  await sleep(300);
+}, { timeoutMs: 45000 });
+
+test('daemon hung (SIGSTOP): token login → temporary-auth-failure in ~timeout; anonymous login fast; token-checked join → wait/service-unavailable; recovers on SIGCONT', async () => {
+  await ensureRoom(MUC('room1'));
+  const u = await tokenUser(T(user('before-hang')));
+  process.kill(daemon.pid, 'SIGSTOP');
+  try {
+    const t0 = performance.now();
+    const tokenLogin = login({ query: { token: T(user('during-stop')) } }, 10000);
+    const joinP = u.join(MUC('room1'), 'hung', { timeoutMs: 8000 }).then((j) => ({ ...j, ms: ms(t0) }));
+    const anon = await login({ domain: 'anon.example.com' });
+    const anonMs = ms(t0);
+    expectLoginOk(anon, 'anonymous login while the daemon is stopped');
+    const c = await tokenLogin;
+    const j = await joinP;
+    note(`daemon hung: token login refused after ${c.result.ms} ms, anonymous login took ${anonMs} ms, join refused after ${j.ms} ms`);
+    expectSaslFailure(c, /token service unavailable/, 'temporary-auth-failure');
+    check(c.result.ms <= 1000 + 2500, `token login took ${c.result.ms} ms (timeout 1 s + slack)`);
+    check(anonMs < 1500, `anonymous login took ${anonMs} ms while the daemon was stopped`);
+    expectRefused(j, { type: 'wait', condition: 'service-unavailable', text: /token service unavailable/ });
+  } finally {
+    process.kill(daemon.pid, 'SIGCONT');
+  }
+  const t1 = performance.now();
+  let after;
+  for (let i = 0; i < 20; i++) {
+    after = await login({ query: { token: T(user('after-cont')) } });
+    if (after.result.ok) break;
+    await sleep(100);
+  }
+  expectLoginOk(after, 'token login after SIGCONT');
+  note(`daemon hung: token login succeeded ${ms(t1)} ms after SIGCONT`);
+}, { timeoutMs: 30000 });
+
+// Repeats token logins until one succeeds; returns ms from t0 to that success.
+async function timeToRecovery(t0, limitMs, label) {
+  let last;
+  while (performance.now() - t0 < limitMs) {
+    last = await login({ query: { token: T(user(label)) } }, 5000);
+    if (last.result.ok) return ms(t0);
+    last.close();
+    await sleep(20);
+  }
+  throw new Failure(`no token login succeeded within ${limitMs} ms (last: ${last ? describeLogin(last.result) : 'none'})`);
+}
+
+test('daemon killed (SIGKILL) during 50 logins: no invalid login succeeds; valid ones succeed or get temporary-auth-failure; restart recovers < 5 s', async () => {
+  // The logins are fast (milliseconds each), so to be sure requests are in flight when the daemon
+  // dies it is frozen (SIGSTOP) once 25 clients have sent their SASL <auth>, and killed (SIGKILL)
+  // once all 50 have, or 400 ms later (before the shim's 1 s timeout): the shim then holds
+  // unanswered requests and must see the connection drop. Logins that finished before the
+  // freeze are the "succeed" half of the assertion.
+  const N = 50;
+  let authSent = 0;
+  let freeze;
+  let allSent;
+  const tenSent = new Promise((r) => { freeze = r; });
+  const everySent = new Promise((r) => { allSent = r; });
+  const clients = Array.from({ length: N }, (_, i) => {
+    const valid = i % 2 === 0;
+    const c = new Client({ query: { token: T(user(`kill-${i}`), valid ? {} : { secret: 'wrong' }) } });
+    c.valid = valid;
+    c.onAuthSent = () => {
+      authSent++;
+      if (authSent === N / 2) freeze();
+      if (authSent === N) allSent();
+    };
+    return c;
+  });
+  // Staggered 4 ms apart, so that some logins are done, some waiting on the daemon, and some not
+  // yet at SASL when it freezes.
+  const results = Promise.all(clients.map(async (c, i) => { await sleep(4 * i); return c.login(10000); }));
+  await Promise.race([tenSent, sleep(3000)]);
+  process.kill(daemon.pid, 'SIGSTOP');
+  const sentAtStop = authSent;
+  await Promise.race([everySent, sleep(400)]);
+  const sentAtKill = authSent;
+  process.kill(daemon.pid, 'SIGKILL');
+  await new Promise((r) => (daemon.exited ? r() : daemon.proc.once('exit', r)));
+  await results;
+  const invalidIn = clients.filter((c) => !c.valid && c.result.ok);
+  const validBad = clients.filter((c) => c.valid && !c.result.ok && c.result.failure?.condition !== 'temporary-auth-failure');
+  const invalidBad = clients.filter((c) => !c.valid && !c.result.ok
+    && !(c.result.failure?.condition === 'temporary-auth-failure' || c.result.failure?.text === 'Invalid signature'));
+  const count = (pred) => clients.filter(pred).length;
+  note(`daemon stopped after ${sentAtStop} and killed after ${sentAtKill} of ${N} SASL requests were sent: valid ${count((c) => c.valid && c.result.ok)} ok / `
+    + `${count((c) => c.valid && !c.result.ok)} refused; invalid ${count((c) => !c.valid && c.result.ok)} ok / `
+    + `${count((c) => !c.valid && c.result.failure?.text === 'Invalid signature')} Invalid signature / `
+    + `${count((c) => !c.valid && c.result.failure?.condition === 'temporary-auth-failure')} temporary-auth-failure`);
+  check(invalidIn.length === 0, `${invalidIn.length} logins with a wrong signature succeeded`);
+  check(validBad.length === 0, `valid logins got ${describeLogin(validBad[0]?.result ?? {})}`);
+  check(invalidBad.length === 0, `invalid logins got ${describeLogin(invalidBad[0]?.result ?? {})}`);
+  closeAll(new Set([focus]));
+
+  const t0 = performance.now();
+  startDaemon();
+  const recovered = await timeToRecovery(t0, 5000, 'after-restart');
+  note(`daemon killed: first token login succeeded ${recovered} ms after the restart (expect < 1000 ms)`);
+}, { timeoutMs: 40000 });
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+let passed = 0;
+let failed = 0;
+
+async function main() {
+  tmp = mkdtempSync(join(tmpdir(), 'ts-e2e-'));
+  mkdirSync(join(tmp, 'certs'));
+  mkdirSync(join(tmp, 'data'));
+  ports = { http: await freePort(), c2s: await freePort() };
+  keyServer = new KeyServer();
+  await keyServer.start();
+  writeFileSync(join(tmp, 'prosody.cfg.lua'), prosodyConfig());
+
+  let version = '(unknown)';
+  try { version = prosodyctl('about').split('\n')[0]; } catch (e) { version = `(prosodyctl about failed: ${e.message})`; }
+  console.log(`# prosody: ${version} (${prosodyBin})`);
+  console.log(`# daemon: ${daemonBin}; shim: ${shimDir}; temp dir: ${tmp}`);
+  console.log(`# ports: http ${ports.http}, c2s ${ports.c2s}, key server ${keyServer.port}`);
+
+  prosodyctl('register', 'focus', 'auth.meet.example.com', FOCUS_PASSWORD);
+  prosodyctl('register', 'recorder', 'recorder.meet.example.com', RECORDER_PASSWORD);
+
+  const report = (ok, name, why) => {
+    if (ok) { passed++; console.log(`ok - ${name}`); } else { failed++; console.log(`not ok - ${name}: ${why}`); }
+  };
+  const selected = (name) => !filter || name.toLowerCase().includes(filter);
+
+  // Prosody starts first, without the daemon: the shim must refuse, then recover when it starts.
+  await startProsody();
+  const startName = 'daemon not running at Prosody start: token login → temporary-auth-failure; logins recover once it starts';
+  try {
+    const early = await login({ query: { token: T(user('early')) } });
+    early.close();
+    const t0 = performance.now();
+    startDaemon();
+    await waitForUnixSocket(join(tmp, 'ts.sock'), 10000, () => !daemon.exited);
+    const recovered = await timeToRecovery(t0, 10000, 'after-start');
+    if (selected(startName)) {
+      note(`daemon started after Prosody: first token login succeeded ${recovered} ms after the daemon was spawned`);
+      expectSaslFailure(early, /token service unavailable/, 'temporary-auth-failure');
+      check(early.result.ms < 2500, `refusal took ${early.result.ms} ms`);
+      check(recovered < 5000, `recovery took ${recovered} ms`);
+      report(true, startName);
+    }
+  } catch (e) {
+    report(false, startName, e instanceof Failure || !verbose ? (e?.message ?? String(e)) : (e?.stack ?? String(e)));
+  }
+  if (!daemon || daemon.exited) throw new Error(`the daemon did not start (exited ${JSON.stringify(daemon?.exited)})`);
+
+  focus = await login({ jid: 'focus@auth.meet.example.com', password: FOCUS_PASSWORD, domain: 'auth.meet.example.com', plain: true });
+  if (!focus.result.ok) throw new Error(`focus could not log in: ${describeLogin(focus.result)}`);
+
+  const tRun = performance.now();
+  for (const c of cases) {
+    if (!selected(c.name)) continue;
+    if (performance.now() - tRun > RUN_BUDGET_MS) {
+      report(false, c.name, `not run: the cases already took over ${RUN_BUDGET_MS / 1000} s (something hangs; see above)`);
+      continue;
+    }
+    const t0 = performance.now();
+    try {
+      if (daemon.exited) throw new Error(`daemon is not running (exited ${JSON.stringify(daemon.exited)})`);
+      await withTimeout(c.fn(), c.timeoutMs, 'case');
+      report(true, c.name);
+    } catch (e) {
+      report(false, c.name, e instanceof Failure || !verbose ? (e?.message ?? String(e)) : (e?.stack ?? String(e)));
+    } finally {
+      closeAll(new Set([focus]));
+      if (verbose) console.log(`#   (${ms(t0)} ms)`);
+    }
+  }
+  console.log(`# cases took ${Math.round((performance.now() - tRun) / 100) / 10} s`);
+
+  if (failed > 0) printDiagnostics();
+  console.log(`${passed} passed, ${failed} failed`);
+
+  focus.close();
+  await sleep(200);
+  await stopTracked(prosody);
+  await stopTracked(daemon);
+  await keyServer.stop();
+  if (failed === 0 && !args.flags.has('keep')) rmSync(tmp, { recursive: true, force: true });
+  else console.log(`# logs kept in ${tmp}`);
+  process.exitCode = failed > 0 ? 1 : 0;
+  setTimeout(() => process.exit(process.exitCode), 500).unref();
+}
+
+main().catch((e) => {
+  console.log(`not ok - setup: ${e?.message ?? e}`);
+  if (verbose) console.log(`# ${e?.stack}`);
+  printDiagnostics();
+  console.log(`${passed} passed, ${failed + 1} failed`);
+  killAll();
+  process.exit(1);
+});

@@ -2,7 +2,7 @@
 -- Same options (read here and sent to the daemon), same events and counters. The daemon verifies;
 -- this module carries the token there, writes the answer into the session and fires the events.
 
-local formdecode = require "util.http".formdecode;
+local urldecode = require "util.http".urldecode;
 local generate_uuid = require "util.uuid".generate;
 local new_sasl = require "util.sasl".new;
 local sasl = require "util.sasl";
@@ -28,6 +28,24 @@ local measure_ban = module:measure("ban", "counter");
 local measure_post_auth_fail = module:measure("post_auth_fail", "counter");
 local measure_unavailable = module:measure("unavailable", "counter");
 
+-- One query parameter, as util.http.formdecode would give it (the last one wins, `+` is a space),
+-- without decoding the whole query: a token is most of a URL, and this runs on every connection.
+local function param(query, name)
+	local key, value_at = name .. "=", nil;
+	if query:sub(1, #key) == key then value_at = #key + 1; end
+	local at = 1;
+	while true do
+		local i = query:find("&" .. key, at, true);
+		if not i then break; end
+		value_at, at = i + #key + 1, i + 1;
+	end
+	if not value_at then return nil; end
+	local stop = query:find("&", value_at, true);
+	local v = query:sub(value_at, stop and stop - 1 or nil);
+	if v:find("%", 1, true) or v:find("+", 1, true) then v = urldecode((v:gsub("%+", "%%20"))); end
+	return v;
+end
+
 -- Takes the token (and what mod_jitsi_session would read) off the BOSH / WebSocket request.
 local function init_session(event)
 	local session, request = event.session, event.request;
@@ -41,14 +59,11 @@ local function init_session(event)
 	end
 	local query = request.url.query;
 	if query then
-		local params = formdecode(query);
-		if type(params) == "table" then
-			if params.token then token = params.token; end -- the query wins over the header
-			session.previd = params.previd;
-			session.customusername = params.customusername;
-			session.jitsi_web_query_room = params.room;
-			session.jitsi_web_query_prefix = params.prefix or "";
-		end
+		token = param(query, "token") or token; -- the query wins over the header
+		session.previd = param(query, "previd");
+		session.customusername = param(query, "customusername");
+		session.jitsi_web_query_room = param(query, "room");
+		session.jitsi_web_query_prefix = param(query, "prefix") or "";
 	end
 	session.auth_token = token;
 	session.user_agent_header = request.headers.user_agent;

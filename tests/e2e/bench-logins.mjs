@@ -8,7 +8,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, createHmac, generateKeyPairSync, sign } from 'node:crypto';
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, readdirSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,7 @@ const shim = resolve(args.shim ?? join(here, '../../prosody-shim'));
 const LOGINS = Number(args.logins ?? 2000);
 const CONCURRENCY = Number(args.concurrency ?? 20);
 const ROUNDS = Number(args.rounds ?? 2);
+const CALLGRIND = 'callgrind' in args;
 const WARMUP = 100;
 
 const b64u = (b) => Buffer.from(b).toString('base64url');
@@ -83,7 +84,7 @@ async function run(n, makeUrl, domain) {
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'ts-bench-'));
   const children = [];
-  const cleanup = () => { for (const c of children) { try { c.kill('SIGKILL'); } catch {} } rmSync(dir, { recursive: true, force: true }); };
+  const cleanup = () => { for (const c of children) { try { c.kill('SIGKILL'); } catch {} } if ('keep' in args) console.log(`kept ${dir}`); else rmSync(dir, { recursive: true, force: true }); };
   process.on('exit', cleanup);
   process.on('SIGINT', () => process.exit(130));
 
@@ -166,18 +167,32 @@ VirtualHost "rs.example.com"
   asap_key_server = "http://127.0.0.1:${keyPort}/asap"
   muc_mapper_domain_base = "rs.example.com"
 `);
-      const prosody = spawn(prosodyBin, ['-F', '--config', cfg], { stdio: 'ignore' });
+      // --callgrind: Prosody's Lua under valgrind; instructions are counted only for the measured
+      // logins (counters zeroed after the warm-up, dumped after), so the figure repeats run to run.
+      const prosody = CALLGRIND
+        ? spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${run_dir}/callgrind.out`, '--collect-atstart=yes',
+          'lua5.4', prosodyBin, '-F', '--config', cfg], { stdio: 'ignore' })
+        : spawn(prosodyBin, ['-F', '--config', cfg], { stdio: 'ignore' });
       children.push(prosody);
       const url = (i) => { const t = kind.token(i); return `ws://127.0.0.1:${http}/xmpp-websocket${t ? `?token=${t}` : ''}`; };
       for (let i = 0; ; i++) { // until Prosody answers
-        try { await login(url(0), kind.domain); break; } catch (e) { if (i > 100) throw e; await sleep(100); }
+        try { await login(url(0), kind.domain); break; } catch (e) { if (i > (CALLGRIND ? 900 : 100)) throw e; await sleep(100); }
       }
       await run(WARMUP, url, kind.domain);
+      if (CALLGRIND) execFileSync('callgrind_control', ['-z', String(prosody.pid)], { stdio: 'ignore' });
       const ticks0 = cpuTicks(prosody.pid), daemonTicks0 = cpuTicks(daemon.pid), t0 = process.hrtime.bigint();
       await run(LOGINS, (i) => url(WARMUP + i), kind.domain);
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       const ticks = cpuTicks(prosody.pid) - ticks0, daemonTicks = cpuTicks(daemon.pid) - daemonTicks0;
-      results[kind.name].push({ rate: LOGINS / seconds, cpu: (ticks / 100) * 1000 / LOGINS, daemon: (daemonTicks / 100) * 1000 / LOGINS });
+      let instructions = null;
+      if (CALLGRIND) {
+        execFileSync('callgrind_control', ['-d', String(prosody.pid)], { stdio: 'ignore' });
+        await sleep(500);
+        const dumps = readdirSync(run_dir).filter((f) => f.startsWith('callgrind.out')).sort();
+        const last = readFileSync(join(run_dir, dumps[dumps.length - 1]), 'utf8');
+        instructions = Number(/^(?:summary|totals): (\d+)/m.exec(last)[1]) / LOGINS;
+      }
+      results[kind.name].push({ instructions, rate: LOGINS / seconds, cpu: (ticks / 100) * 1000 / LOGINS, daemon: (daemonTicks / 100) * 1000 / LOGINS });
       prosody.kill('SIGKILL');
       await new Promise((r) => prosody.once('exit', r));
     }
@@ -185,6 +200,7 @@ VirtualHost "rs.example.com"
 
   const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; };
   const floor = median(results.anonymous.map((r) => r.cpu));
+  if (CALLGRIND) console.log('(under valgrind: the time and CPU columns are valgrind\'s, compare only the instructions table)');
   console.log(`${version}; ${LOGINS} logins per run after ${WARMUP} warm-up, ${CONCURRENCY} at a time, ${ROUNDS} rounds (median), fresh Prosody per run`);
   console.log('| Login | logins/s | Prosody CPU s / 1,000 logins | × anonymous | daemon CPU s / 1,000 |');
   console.log('|---|---|---|---|---|');
@@ -195,6 +211,15 @@ VirtualHost "rs.example.com"
   }
   for (const kind of kinds) {
     console.log(`# ${kind.name}: CPU s / 1,000 per run ${results[kind.name].map((r) => r.cpu.toFixed(2)).join(' ')}; logins/s ${results[kind.name].map((r) => r.rate.toFixed(0)).join(' ')}`);
+  }
+  if (CALLGRIND) {
+    const floorI = median(results.anonymous.map((r) => r.instructions));
+    console.log('| Login | Prosody instructions per login (callgrind) | × anonymous |');
+    console.log('|---|---|---|');
+    for (const kind of kinds) {
+      const i = median(results[kind.name].map((r) => r.instructions));
+      console.log(`| ${kind.name} | ${(i / 1e6).toFixed(2)} M | ${(i / floorI).toFixed(3)} |`);
+    }
   }
   console.log(`key server requests: ${keyRequests}`);
   process.exit(0);

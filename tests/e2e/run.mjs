@@ -454,10 +454,10 @@ const openClients = new Set();
 class Client {
   // transport 'ws' or 'bosh'; domain: the host to log in to; query: URL parameters; headers: WS
   // HTTP headers; jid/password: a non-anonymous login (PLAIN forced when `plain`).
-  constructor({ transport = 'ws', domain = 'meet.example.com', query = {}, headers, jid, password, plain }) {
+  constructor({ transport = 'ws', domain = 'meet.example.com', query = {}, rawQuery, headers, jid, password, plain }) {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, v);
-    const qs = params.toString();
+    const qs = rawQuery ?? params.toString();
     const path = transport === 'bosh' ? 'http-bind' : 'xmpp-websocket';
     const scheme = transport === 'bosh' ? 'http' : 'ws';
     this.url = `${scheme}://127.0.0.1:${ports.http}/${path}${qs ? `?${qs}` : ''}`;
@@ -887,6 +887,16 @@ test('session: context.user/group, room and prefix query params reach the sessio
   check(r.jitsi_meet_context_group === 'g1', `context group ${r.jitsi_meet_context_group}`);
   check(r.jitsi_web_query_room === 'room1', `query room ${r.jitsi_web_query_room}`);
   check(r.jitsi_web_query_prefix === '', `query prefix ${JSON.stringify(r.jitsi_web_query_prefix)}`);
+});
+
+test('session: the URL query is read as Prosody\'s formdecode reads it (+ and %XX decoded, the last token wins)', async () => {
+  const c = await login({ rawQuery: `room=My+Room%21&prefix=Acme&token=garbage&token=${T(user('query-user'))}` });
+  expectLoginOk(c, 'second token= of two');
+  const r = await c.report();
+  check(r.jitsi_web_query_room === 'My Room!', `query room ${JSON.stringify(r.jitsi_web_query_room)}`);
+  check(r.jitsi_web_query_prefix === 'Acme', `query prefix ${JSON.stringify(r.jitsi_web_query_prefix)}`);
+  const bad = await login({ rawQuery: `token=${T(user('query-user'))}&token=garbage` });
+  check(!bad.result.ok && bad.result.failure?.text === 'Invalid token', `last token garbage: ${describeLogin(bad.result)}`);
 });
 
 test('case 27: Authorization: Bearer T (no query token) → success; header T + query garbage → query wins (Invalid token)', async () => {

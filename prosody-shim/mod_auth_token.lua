@@ -94,11 +94,7 @@ local function ask(session)
 	if not sidecar.in_runner() then
 		return nil, "no async runner for this session";
 	end
-	local reply, why = client:call(req, timeout);
-	if reply and reply.ok == false and value(reply.error) then
-		return nil, ("%s: %s"):format(reply.error, tostring(value(reply.text)));
-	end
-	return reply, why;
+	return client:call(req, timeout);
 end
 
 local function fail(session, counter, condition, text)
@@ -122,7 +118,7 @@ function provider.get_sasl_handler(session)
 			measure_unavailable(1);
 			return false, "temporary-auth-failure", UNAVAILABLE;
 		end
-		if not reply.ok then
+		if reply.ok ~= true then
 			local detail = value(reply.detail);
 			module:log("warn", "token %s refused: %s%s tenant:%s room:%s user_agent:%s",
 				fingerprint(session.auth_token), tostring(value(reply.text)),

@@ -52,7 +52,9 @@ end
 
 local function refuse(session, stanza, kind, condition, text, jitmeet)
 	local reply = st.error_reply(stanza, kind, condition, text);
-	if jitmeet then reply:tag(jitmeet, { xmlns = JITMEET }):up(); end
+	if type(jitmeet) == "string" and jitmeet:match("^[a-z][a-z%-]*$") then
+		reply:tag(jitmeet, { xmlns = JITMEET }):up();
+	end
 	session.send(reply);
 	return true; -- stops the join
 end
@@ -75,15 +77,12 @@ local function check(session, stanza, room, exists)
 		prefix = session.jitsi_web_query_prefix or "", room_exists = exists,
 		allow_unauthenticated_access = flag,
 	}, timeout);
-	if reply and reply.ok == false and value(reply.error) then
-		reply, why = nil, ("%s: %s"):format(reply.error, tostring(value(reply.text)));
-	end
 	if not reply then
 		module:log("error", "join of %s to %s: %s: %s", user_jid, stanza.attr.to, UNAVAILABLE, why);
 		measure_unavailable(1);
 		return refuse(session, stanza, "wait", "service-unavailable", UNAVAILABLE);
 	end
-	if reply.ok then
+	if reply.ok == true then
 		if reply.tenant_mismatch == true then session.jitsi_meet_tenant_mismatch = true; end
 		measure_success(1);
 		return nil;
@@ -92,8 +91,7 @@ local function check(session, stanza, room, exists)
 	module:log("warn", "token %s not allowed to join %s: %s%s", fingerprint(session.auth_token), stanza.attr.to,
 		tostring(value(reply.text)), (detail and detail ~= "") and (" (" .. tostring(detail) .. ")") or "");
 	measure_fail(1);
-	return refuse(session, stanza, "cancel", value(reply.condition) or "not-allowed",
-		value(reply.text) or "Room and token mismatched", value(reply.jitmeet));
+	return refuse(session, stanza, "cancel", reply.condition, reply.text, value(reply.jitmeet));
 end
 
 module:hook("muc-room-pre-create", function (event)

@@ -49,6 +49,19 @@ local function value(v) -- JSON null as nil
 	return v;
 end
 
+-- Only `ok: true` accepts and only a condition with a text refuses; an error reply, or anything
+-- else a broken daemon might send, is a failure of the service (which lets nobody in).
+-- Returns the reply, or nil and why.
+local function checked(reply, why)
+	if not reply then return nil, why; end
+	if reply.ok == true then return reply; end
+	if reply.ok == false and type(reply.condition) == "string" and reply.condition:match("^[a-z][a-z%-]*$")
+		and type(reply.text) == "string" then
+		return reply;
+	end
+	return nil, ("%s: %s"):format(tostring(value(reply.error) or "malformed reply"), tostring(value(reply.text)));
+end
+
 -- First 8 hex digits of the token's SHA-256: how a token appears in logs.
 local function fingerprint(token)
 	if type(token) ~= "string" then return "-"; end
@@ -186,6 +199,7 @@ function Client:request(req, timeout, cb)
 end
 
 -- Like `request`, but waits inside the current async runner. Returns reply or nil, why.
+-- Only acceptances and refusals come back (see `checked`).
 function Client:call(req, timeout)
 	local settled, result, why = false, nil, nil;
 	local waiting;
@@ -193,11 +207,12 @@ function Client:call(req, timeout)
 		settled, result, why = true, reply, err;
 		if waiting then waiting(); end
 	end);
-	if settled then return result, why; end
-	local wait, done = async.waiter();
-	waiting = done;
-	wait();
-	return result, why;
+	if not settled then
+		local wait, done = async.waiter();
+		waiting = done;
+		wait();
+	end
+	return checked(result, why);
 end
 
 function Client:hello(hosts)

@@ -124,14 +124,19 @@ function Client:on_down(err)
 	self:schedule_reconnect();
 end
 
+-- Drops a connection that broke the protocol: everything waiting on it fails now.
+function Client:abandon(why)
+	local conn = self.conn;
+	if not conn then return; end
+	log("error", "token service %s; reconnecting", why);
+	self:on_down(why);
+	conn:close();
+end
+
 function Client:on_line(line)
 	if line == "" then return; end
 	local reply = json.decode(line);
-	if type(reply) ~= "table" then
-		log("error", "token service sent a line that is not a JSON object; reconnecting");
-		if self.conn then self.conn:close(); end
-		return;
-	end
+	if type(reply) ~= "table" then return self:abandon("sent a line that is not a JSON object"); end
 	local p = self.pending[reply.id];
 	if not p then return; end -- answered after its deadline
 	self.pending[reply.id] = nil;
@@ -142,17 +147,14 @@ end
 function Client:on_data(data)
 	local buf = self.buffer .. data;
 	local start = 1;
-	while true do
+	while self.conn do
 		local nl = buf:find("\n", start, true);
 		if not nl then break; end
 		self:on_line(buf:sub(start, nl - 1));
 		start = nl + 1;
 	end
 	self.buffer = buf:sub(start);
-	if #self.buffer > MAX_BUFFER and self.conn then
-		log("error", "token service reply line over %d bytes; reconnecting", MAX_BUFFER);
-		self.conn:close();
-	end
+	if #self.buffer > MAX_BUFFER then self:abandon(("sent a line over %d bytes"):format(MAX_BUFFER)); end
 end
 
 -- Fails requests whose deadline passed. Runs only while something is waiting.

@@ -45,6 +45,14 @@ function cpuTicks(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return Number(fields[11]) + Number(fields[12]); // utime + stime (fields 14 and 15)
 }
+// The Lua script behind a launcher (scripts/install-prosody's for 13 is `exec lua5.4 'PATH' "$@"`).
+function luaScript(bin) {
+  const m = /^exec lua5\.4 '([^']+)'/m.exec(readFileSync(bin, 'utf8'));
+  return m ? m[1] : bin;
+}
+function sysTicks(pid) {
+  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[12]);
+}
 
 // One login over RFC 7395 WebSocket framing: ANONYMOUS, then resource binding.
 function login(url, domain) {
@@ -171,7 +179,7 @@ VirtualHost "rs.example.com"
       // logins (counters zeroed after the warm-up, dumped after), so the figure repeats run to run.
       const prosody = CALLGRIND
         ? spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${run_dir}/callgrind.out`, '--collect-atstart=yes',
-          'lua5.4', prosodyBin, '-F', '--config', cfg], { stdio: 'ignore' })
+          'lua5.4', luaScript(prosodyBin), '-F', '--config', cfg], { stdio: 'ignore' })
         : spawn(prosodyBin, ['-F', '--config', cfg], { stdio: 'ignore' });
       children.push(prosody);
       const url = (i) => { const t = kind.token(i); return `ws://127.0.0.1:${http}/xmpp-websocket${t ? `?token=${t}` : ''}`; };
@@ -180,10 +188,10 @@ VirtualHost "rs.example.com"
       }
       await run(WARMUP, url, kind.domain);
       if (CALLGRIND) execFileSync('callgrind_control', ['-z', String(prosody.pid)], { stdio: 'ignore' });
-      const ticks0 = cpuTicks(prosody.pid), daemonTicks0 = cpuTicks(daemon.pid), t0 = process.hrtime.bigint();
+      const ticks0 = cpuTicks(prosody.pid), sys0 = sysTicks(prosody.pid), daemonTicks0 = cpuTicks(daemon.pid), t0 = process.hrtime.bigint();
       await run(LOGINS, (i) => url(WARMUP + i), kind.domain);
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      const ticks = cpuTicks(prosody.pid) - ticks0, daemonTicks = cpuTicks(daemon.pid) - daemonTicks0;
+      const ticks = cpuTicks(prosody.pid) - ticks0, sys = sysTicks(prosody.pid) - sys0, daemonTicks = cpuTicks(daemon.pid) - daemonTicks0;
       let instructions = null;
       if (CALLGRIND) {
         execFileSync('callgrind_control', ['-d', String(prosody.pid)], { stdio: 'ignore' });
@@ -192,25 +200,26 @@ VirtualHost "rs.example.com"
         const last = readFileSync(join(run_dir, dumps[dumps.length - 1]), 'utf8');
         instructions = Number(/^(?:summary|totals): (\d+)/m.exec(last)[1]) / LOGINS;
       }
-      results[kind.name].push({ instructions, rate: LOGINS / seconds, cpu: (ticks / 100) * 1000 / LOGINS, daemon: (daemonTicks / 100) * 1000 / LOGINS });
+      results[kind.name].push({ instructions, sys: (sys / 100) * 1000 / LOGINS, rate: LOGINS / seconds, cpu: (ticks / 100) * 1000 / LOGINS, daemon: (daemonTicks / 100) * 1000 / LOGINS });
       prosody.kill('SIGKILL');
       await new Promise((r) => prosody.once('exit', r));
     }
   }
 
   const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; };
-  const floor = median(results.anonymous.map((r) => r.cpu));
   if (CALLGRIND) console.log('(under valgrind: the time and CPU columns are valgrind\'s, compare only the instructions table)');
   console.log(`${version}; ${LOGINS} logins per run after ${WARMUP} warm-up, ${CONCURRENCY} at a time, ${ROUNDS} rounds (median), fresh Prosody per run`);
-  console.log('| Login | logins/s | Prosody CPU s / 1,000 logins | × anonymous | daemon CPU s / 1,000 |');
+  console.log('| Login | logins/s | Prosody CPU s / 1,000 logins | × anonymous (median of per-round ratios) | daemon CPU s / 1,000 |');
   console.log('|---|---|---|---|---|');
   for (const kind of kinds) {
     const rs = results[kind.name];
     const cpu = median(rs.map((r) => r.cpu));
-    console.log(`| ${kind.name} | ${median(rs.map((r) => r.rate)).toFixed(0)} | ${cpu.toFixed(2)} | ${(cpu / floor).toFixed(2)} | ${median(rs.map((r) => r.daemon)).toFixed(2)} |`);
+    // Kinds run back to back within a round, so the ratio is taken per round, then the median.
+    const ratio = median(rs.map((r, round) => r.cpu / results.anonymous[round].cpu));
+    console.log(`| ${kind.name} | ${median(rs.map((r) => r.rate)).toFixed(0)} | ${cpu.toFixed(2)} | ${ratio.toFixed(2)} | ${median(rs.map((r) => r.daemon)).toFixed(2)} |`);
   }
   for (const kind of kinds) {
-    console.log(`# ${kind.name}: CPU s / 1,000 per run ${results[kind.name].map((r) => r.cpu.toFixed(2)).join(' ')}; logins/s ${results[kind.name].map((r) => r.rate.toFixed(0)).join(' ')}`);
+    console.log(`# ${kind.name}: CPU s / 1,000 per run ${results[kind.name].map((r) => r.cpu.toFixed(2)).join(' ')} (of which kernel ${results[kind.name].map((r) => r.sys.toFixed(2)).join(' ')}); logins/s ${results[kind.name].map((r) => r.rate.toFixed(0)).join(' ')}`);
   }
   if (CALLGRIND) {
     const floorI = median(results.anonymous.map((r) => r.instructions));

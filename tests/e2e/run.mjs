@@ -10,7 +10,7 @@
 // Prints one line per case (`ok - name` / `not ok - name: why`), then `N passed, N failed`; exits 1
 // on any failure. --keep leaves the temp dir (configs, logs) in place; it is kept anyway on failure.
 
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import { createHash, createHmac, generateKeyPairSync, sign as rsaSign } from 'node:crypto';
 import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
@@ -51,7 +51,7 @@ try {
   process.exit(2);
 }
 if (args.flags.has('help')) {
-  console.log('usage: node tests/e2e/run.mjs --prosody PATH --daemon PATH --shim DIR [--filter TEXT] [--keep] [--verbose]');
+  console.log('usage: node tests/e2e/run.mjs --prosody PATH --daemon PATH --shim DIR [--filter TEXT] [--keep] [--verbose] [--xmpp-login PATH]');
   process.exit(0);
 }
 const prosodyBin = resolve(args.prosody ?? '/usr/bin/prosody');
@@ -1068,6 +1068,55 @@ test('case 28 (BOSH): T joins room1 → allowed; room2 → Room and token mismat
   const c = await tokenUser(T(user('bosh-user')), { transport: 'bosh' });
   expectJoined(await c.join(MUC('room1'), 'bosh1'), 'room1');
   expectRefused(await c.join(MUC('room2'), 'bosh1'), { text: 'Room and token mismatched' });
+});
+
+// --- Native client over c2s TCP (tokio-xmpp) ---------------------------------------------------
+// examples/xmpp_login.rs (built by `cargo test` / `cargo build --examples`): plain TCP, SASL
+// ANONYMOUS, bind; no URL, so no ?token=. Prints one JSON line. Skipped when not built.
+
+const xmppLoginBin = resolve(args['xmpp-login'] ?? [join(dirname(daemonBin), 'examples/xmpp_login'),
+  join(repo, 'target/debug/examples/xmpp_login')].find((p) => existsSync(p)) ?? join(repo, 'target/debug/examples/xmpp_login'));
+
+// Resolves the client's JSON ({ ok, jid } or { ok: false, condition, text } or { ok: false, error }).
+function rustLogin(domain) {
+  return new Promise((done) => {
+    execFile(xmppLoginBin, ['--server', `127.0.0.1:${ports.c2s}`, '--domain', domain], { timeout: 15000 }, (err, stdout, stderr) => {
+      const exit = err ? (err.code ?? err.signal) : 0;
+      try {
+        done({ ...JSON.parse(stdout.trim().split('\n').pop()), exit });
+      } catch {
+        done({ ok: false, exit, error: `no JSON line (exit ${exit}): ${`${stdout}${stderr}`.trim()}` });
+      }
+    });
+  });
+}
+
+const describeRust = (r) => (r.ok ? `logged in as ${r.jid}`
+  : r.condition ? `<${r.condition}/> "${r.text}"` : `error: ${r.error}`);
+
+function expectRustJid(r, domain) {
+  check(r.ok && r.exit === 0, `expected success on ${domain}, got ${describeRust(r)} (exit ${r.exit})`);
+  const [local, host] = r.jid.split('/')[0].split('@');
+  check(host === domain && UUID.test(local), `JID ${r.jid}`);
+}
+
+function rustTest(name, fn) {
+  if (existsSync(xmppLoginBin)) test(name, fn);
+  else test(`${name} # skipped: ${xmppLoginBin} not built (cargo test --no-run or cargo build --examples)`, async () => {});
+}
+
+rustTest('native client (tokio-xmpp, c2s TCP): anonymous host anon.example.com → logs in (the shim\'s ANONYMOUS leaves anonymous hosts alone)', async () => {
+  expectRustJid(await rustLogin('anon.example.com'), 'anon.example.com');
+});
+
+rustTest('native client (tokio-xmpp, c2s TCP): token host, no token possible over TCP → <not-allowed/> token required', async () => {
+  const r = await rustLogin('meet.example.com');
+  check(!r.ok && r.condition === 'not-allowed' && r.text === 'token required' && r.exit === 1,
+    `expected <not-allowed/> "token required" (exit 1), got ${describeRust(r)} (exit ${r.exit})`);
+});
+
+rustTest('native client (tokio-xmpp, c2s TCP): allow_empty_token host empty.example.com → logs in', async () => {
+  expectRustJid(await rustLogin('empty.example.com'), 'empty.example.com');
 });
 
 // --- Load and daemon failures ----------------------------------------------------------------

@@ -1231,6 +1231,86 @@ test('daemon killed (SIGKILL) during 50 logins: no invalid login succeeds; valid
   note(`daemon killed: first token login succeeded ${recovered} ms after the restart (expect < 1000 ms)`);
 }, { timeoutMs: 40000 });
 
+test('Prosody config reload (SIGHUP): the shim re-sends the host options and the daemon applies them', async () => {
+  const token = T({ ...user('reloaded'), iss: 'reloaded' });
+  const cfg = join(tmp, 'prosody.cfg.lua');
+  const tryLogin = async () => { const c = await login({ domain: 'nodv.example.com', query: { token } }); c.close(); return c; };
+  const reload = async () => {
+    const before = readFileSync(join(tmp, 'daemon.log'), 'utf8').length;
+    process.kill(prosody.pid, 'SIGHUP');
+    // The daemon logs each host the shim registers anew; wait for that (or 5 s).
+    for (let i = 0; i < 100 && readFileSync(join(tmp, 'daemon.log'), 'utf8').length === before; i++) await sleep(50);
+    await sleep(100);
+  };
+  expectSaslFailure(await tryLogin(), "invalid 'iss' claim");
+  const spec = TOKEN_HOSTS['nodv.example.com'];
+  const saved = spec.options;
+  spec.options = { ...saved, asap_accepted_issuers: ['myapp', 'reloaded'] };
+  try {
+    writeFileSync(cfg, prosodyConfig());
+    await reload();
+    expectLoginOk(await tryLogin(), 'iss "reloaded" after the reload');
+  } finally {
+    spec.options = saved;
+    writeFileSync(cfg, prosodyConfig());
+    await reload();
+  }
+  expectSaslFailure(await tryLogin(), "invalid 'iss' claim");
+}, { timeoutMs: 20000 });
+
+test('a daemon that lies (ok:"yes", a condition that is no XML name, garbage, a wrong id): never a success, always temporary-auth-failure; the real daemon back → logins work', async () => {
+  // A stand-in daemon on the same socket answers hello properly and each auth with the lie of the moment.
+  process.kill(daemon.pid, 'SIGKILL');
+  await new Promise((r) => (daemon.exited ? r() : daemon.proc.once('exit', r)));
+  const path = join(tmp, 'ts.sock');
+  rmSync(path, { force: true });
+  let lie = null;
+  const conns = new Set();
+  const liar = createTcpServer((sock) => {
+    conns.add(sock);
+    let buf = '';
+    sock.on('data', (d) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const req = JSON.parse(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if (req.op === 'hello') sock.write(`${JSON.stringify({ id: req.id, ok: true, version: 1, accepted: Object.keys(req.hosts ?? {}), errors: {}, warnings: [] })}\n`);
+        else sock.write(lie(req));
+      }
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise((r) => liar.listen(path, r));
+  try {
+    const lies = {
+      'ok is "yes"': (req) => `${JSON.stringify({ id: req.id, ok: 'yes', session: { jitsi_meet_room: 'room1' } })}\n`,
+      'condition is not an XML name': (req) => `${JSON.stringify({ id: req.id, ok: false, condition: "'room' claim is missing", text: 'x' })}\n`,
+      'refusal without a text': (req) => `${JSON.stringify({ id: req.id, ok: false, condition: 'not-allowed' })}\n`,
+      'a line that is not JSON': () => 'HTTP/1.1 200 OK\n',
+      'the reply carries another id': (req) => `${JSON.stringify({ id: req.id + 1000, ok: true })}\n`,
+    };
+    for (const [name, reply] of Object.entries(lies)) {
+      lie = reply;
+      const c = await login({ query: { token: T(user('lied-to')) } }, 8000);
+      try {
+        expectSaslFailure(c, 'token service unavailable', 'temporary-auth-failure');
+      } catch (e) {
+        throw new Failure(`${name}: ${e.message}`);
+      }
+      c.close();
+    }
+  } finally {
+    for (const sock of conns) sock.destroy(); // close() alone waits for the shim to hang up
+    await new Promise((r) => liar.close(r));
+    rmSync(path, { force: true });
+  }
+  const t0 = performance.now();
+  startDaemon();
+  const recovered = await timeToRecovery(t0, 5000, 'after-liar');
+  note(`a lying daemon replaced by the real one: first token login succeeded ${recovered} ms after its start`);
+}, { timeoutMs: 40000 });
+
 // ---------------------------------------------------------------------------------------------
 // Main
 

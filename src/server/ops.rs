@@ -11,7 +11,7 @@ use super::protocol::{self, Auth, ErrorCode, Hello, Op, PROTOCOL_VERSION, Reply,
 use super::registry::{CachedToken, Host};
 use crate::config::{HOST_OPTIONS, HostSettings};
 use crate::room::{RoomDecision, RoomSession, RoomTarget, verify_room};
-use crate::token::{Accepted, AuthRequest, Reason, Rejection, VerifiedToken};
+use crate::token::{Accepted, AuthRequest, Reason, Rejection};
 
 /// The daemon's name and version, as `hello` and `ping` report it.
 pub const DAEMON_VERSION: &str = concat!("token-sidecar ", env!("CARGO_PKG_VERSION"));
@@ -173,18 +173,6 @@ async fn verify(
     }
 }
 
-fn accepted_reply(id: Value, token: &VerifiedToken) -> Reply {
-    Reply::new(id, true)
-        .with("anonymous", false)
-        .with("claims", Value::Object(token.claims.clone()))
-        .with(
-            "session",
-            serde_json::to_value(token.session_fields()).unwrap_or(Value::Null),
-        )
-        .with("fingerprint", token.fingerprint.clone())
-        .with("exp", token.exp())
-}
-
 async fn auth(shared: &Shared, id: Value, auth: Auth) -> Reply {
     let Some(host) = shared.registry.get(&auth.host) else {
         return unknown_host(id, &auth.host);
@@ -206,9 +194,7 @@ async fn auth(shared: &Shared, id: Value, auth: Auth) -> Reply {
         }
         Ok(Some(cached)) => {
             tracing::debug!(host = %host.name, token = %cached.token.fingerprint, "token accepted");
-            // The verified token carries its SHA-256: no need to hash the token again here.
-            let token_sha256 = crate::hex(&cached.token.sha256);
-            accepted_reply(id, &cached.token).with("token_sha256", token_sha256)
+            Reply::accepted(id, cached)
         }
         Err(rejection) => {
             tracing::info!(

@@ -142,34 +142,32 @@ async fn verify(
         public_key,
         context_required,
     };
-    let Some(token) = token else {
-        return match host.verifier.verify(&request, now).await? {
-            Accepted::Anonymous => Ok(None),
-            Accepted::Token(verified) => Ok(Some(Arc::new(CachedToken::transient(*verified)))),
-        };
+    // Tokens checked with the session's own key, and logins without a token, bypass the cache.
+    let key = match (token, public_key) {
+        (Some(token), None) => Some((host.generation, crate::sha256(token.as_bytes()))),
+        _ => None,
     };
-    if public_key.is_some() {
-        return match host.verifier.verify(&request, now).await? {
-            Accepted::Anonymous => Ok(None),
-            Accepted::Token(verified) => Ok(Some(Arc::new(CachedToken::transient(*verified)))),
-        };
-    }
-    let key = (host.generation, crate::sha256(token.as_bytes()));
-    if let Some(hit) = shared.tokens.get(&key).await {
-        shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        // `context` is the last check of the pipeline, so a cached token passed all the others.
-        if context_required && !hit.token.claims.contains_key("context") {
-            return Err(Rejection {
-                reason: Reason::ContextRequired,
-                detail: None,
-            });
+    if let Some(key) = &key {
+        if let Some(hit) = shared.tokens.get(key) {
+            shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            // `context` is the last check of the pipeline, so a cached token passed all the others.
+            if context_required && !hit.token.claims.contains_key("context") {
+                return Err(Rejection {
+                    reason: Reason::ContextRequired,
+                    detail: None,
+                });
+            }
+            return Ok(Some(hit));
         }
-        return Ok(Some(hit));
+        shared.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
     }
-    shared.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+    // One await of the verifier, so that its future is held once in this one.
     match host.verifier.verify(&request, now).await? {
         Accepted::Anonymous => Ok(None),
-        Accepted::Token(verified) => Ok(Some(shared.tokens.insert(key, *verified, now).await)),
+        Accepted::Token(verified) => Ok(Some(match key {
+            Some(key) => shared.tokens.insert(key, *verified, now),
+            None => Arc::new(CachedToken::transient(*verified)),
+        })),
     }
 }
 
@@ -246,7 +244,7 @@ async fn room(shared: &Shared, id: Value, room: Room) -> Reply {
                     "room: `token_sha256` must be 64 hex digits, as an auth reply gives it",
                 );
             };
-            match shared.tokens.get(&(host.generation, hash)).await {
+            match shared.tokens.get(&(host.generation, hash)) {
                 Some(hit) => {
                     shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                     Some(hit)
@@ -338,7 +336,7 @@ async fn stats(shared: &Shared, id: Value) -> Reply {
         .with(
             "verify_cache",
             json!({
-                "entries": shared.tokens.entry_count().await,
+                "entries": shared.tokens.entry_count(),
                 "capacity": settings.verify_cache_size,
                 "hits": shared.stats.cache_hits.load(Ordering::Relaxed),
                 "misses": shared.stats.cache_misses.load(Ordering::Relaxed),

@@ -373,7 +373,12 @@ impl Verifier {
         let key = step!(
             trace,
             "key",
-            self.choose_key(token, request, &mut early_header).await,
+            match self.local_key(request) {
+                Some(choice) => choice,
+                // Only a key fetch waits; its future is boxed so that every other verification
+                // (and the daemon's per-request future holding it) stays small.
+                None => Box::pin(self.choose_key(token, request, &mut early_header)).await,
+            },
             "found".into()
         );
         let key: &VerifyingKey = match &key {
@@ -489,6 +494,32 @@ impl Verifier {
         })))
     }
 
+    /// REFERENCE §3 step 2 when it needs no key server or key set: a session's `public_key`, or
+    /// the shared secret of a host without remote keys. `None` when the key must be looked up.
+    fn local_key(&self, request: &AuthRequest<'_>) -> Option<Result<KeyChoice, Rejection>> {
+        if let Some(pem) = request.public_key {
+            return Some(
+                VerifyingKey::from_pem(pem.as_bytes())
+                    .map(KeyChoice::Owned)
+                    .map_err(|e| {
+                        // The reference would fail the signature check with a key it cannot load.
+                        Rejection::with(
+                            Reason::InvalidSignature,
+                            format!("the session's public_key is unusable: {e}"),
+                        )
+                    }),
+            );
+        }
+        if self.key_server.is_none() && self.key_set.is_none() {
+            return Some(if self.secret.is_some() {
+                Ok(KeyChoice::Secret)
+            } else {
+                Err(Rejection::new(Reason::NoVerificationKey))
+            });
+        }
+        None
+    }
+
     /// REFERENCE §3 step 2. `early_header` receives the header when the kid path decoded it.
     async fn choose_key(
         &self,
@@ -496,23 +527,8 @@ impl Verifier {
         request: &AuthRequest<'_>,
         early_header: &mut Option<Map<String, Value>>,
     ) -> Result<KeyChoice, Rejection> {
-        if let Some(pem) = request.public_key {
-            return VerifyingKey::from_pem(pem.as_bytes())
-                .map(KeyChoice::Owned)
-                .map_err(|e| {
-                    // The reference would fail the signature check with a key it cannot load.
-                    Rejection::with(
-                        Reason::InvalidSignature,
-                        format!("the session's public_key is unusable: {e}"),
-                    )
-                });
-        }
-        if self.key_server.is_none() && self.key_set.is_none() {
-            return if self.secret.is_some() {
-                Ok(KeyChoice::Secret)
-            } else {
-                Err(Rejection::new(Reason::NoVerificationKey))
-            };
+        if let Some(choice) = self.local_key(request) {
+            return choice;
         }
 
         let Some((encoded, _)) = token.split_once('.') else {

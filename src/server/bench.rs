@@ -5,14 +5,15 @@
 //! it runs on 127.0.0.1), mints its tokens, drives N connections with M requests in flight each,
 //! and prints throughput and latency percentiles.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::KeyPair;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{TcpListener, UnixStream};
 use tokio::sync::Semaphore;
 
@@ -229,14 +230,29 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// The `id` and whether `ok` was true (other fields are skipped, not built).
-fn scan_reply(line: &str) -> Option<(u64, bool)> {
+fn scan_reply(line: &[u8]) -> Option<(u64, bool)> {
     #[derive(serde::Deserialize)]
     struct Head {
         id: u64,
         ok: bool,
     }
-    let head: Head = serde_json::from_str(line).ok()?;
+    let head: Head = serde_json::from_slice(line).ok()?;
     Some((head.id, head.ok))
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: state is
+    // field 3, utime and stime are fields 14 and 15 (in clock ticks of 1/100 s on Linux).
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 #[derive(Default)]
@@ -246,49 +262,71 @@ struct Tally {
     refused: u64,
 }
 
+/// Drives one connection. `ids` are this connection's request ids (indices into `jobs`): `first`,
+/// `first + step`, …, so `id / step` is a request's place on its connection.
 async fn drive(
     path: std::path::PathBuf,
     jobs: Arc<Vec<Job>>,
-    indices: Vec<usize>,
+    ids: Vec<usize>,
+    step: usize,
     inflight: usize,
     per_second: Option<f64>,
 ) -> Result<Tally, String> {
     let stream = UnixStream::connect(&path)
         .await
         .map_err(|e| format!("connect {}: {e}", path.display()))?;
-    let (read, mut write) = stream.into_split();
+    let (mut read, mut write) = stream.into_split();
     let budget = Arc::new(Semaphore::new(inflight));
-    let started: Arc<Mutex<HashMap<u64, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
-    let expected = indices.len();
+    // When each request went out, in ns after `epoch`, by place on this connection (no lock: the
+    // sender writes a slot before sending the request, the reader reads it after its reply).
+    let epoch = Instant::now();
+    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..ids.len()).map(|_| AtomicU64::new(0)).collect());
+    let expected = ids.len();
 
     let reader = {
         let budget = budget.clone();
-        let started = started.clone();
+        let sent_at = sent_at.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::with_capacity(64 * 1024, read).lines();
             let mut tally = Tally {
                 latencies_ns: Vec::with_capacity(expected),
                 ..Tally::default()
             };
-            while tally.latencies_ns.len() < expected {
-                let line = match lines.next_line().await {
-                    Ok(Some(line)) => line,
-                    Ok(None) => return Err("the daemon closed the connection".to_owned()),
-                    Err(e) => return Err(format!("read: {e}")),
-                };
-                let Some((id, ok)) = scan_reply(&line) else {
-                    return Err(format!("unexpected reply: {line}"));
-                };
-                let sent = started.lock().map_err(|_| "poisoned")?.remove(&id);
-                if let Some(sent) = sent {
-                    tally.latencies_ns.push(sent.elapsed().as_nanos() as u64);
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut filled = 0;
+            while tally.ok + tally.refused < expected as u64 {
+                if filled == buf.len() {
+                    buf.resize(buf.len() * 2, 0);
                 }
-                if ok {
-                    tally.ok += 1;
-                } else {
-                    tally.refused += 1;
+                let n = read.read(&mut buf[filled..]).await.map_err(|e| format!("read: {e}"))?;
+                if n == 0 {
+                    return Err("the daemon closed the connection".to_owned());
                 }
-                budget.add_permits(1);
+                filled += n;
+                let now = epoch.elapsed().as_nanos() as u64;
+                let mut done = 0;
+                let mut replies = 0;
+                while let Some(end) = buf[done..filled].iter().position(|b| *b == b'\n') {
+                    let line = &buf[done..done + end];
+                    done += end + 1;
+                    let Some((id, ok)) = scan_reply(line) else {
+                        return Err(format!("unexpected reply: {}", String::from_utf8_lossy(line)));
+                    };
+                    let slot = sent_at
+                        .get(id as usize / step)
+                        .ok_or_else(|| format!("reply to an unknown id {id}"))?;
+                    tally
+                        .latencies_ns
+                        .push(now.saturating_sub(slot.load(Ordering::Acquire)));
+                    if ok {
+                        tally.ok += 1;
+                    } else {
+                        tally.refused += 1;
+                    }
+                    replies += 1;
+                }
+                buf.copy_within(done..filled, 0);
+                filled -= done;
+                budget.add_permits(replies);
             }
             Ok(tally)
         })
@@ -306,43 +344,57 @@ async fn drive(
     }
     let pace = per_second.map(|rate| (tokio::time::Instant::now(), Duration::from_secs_f64(1.0 / rate)));
     let mut batch = Vec::with_capacity(64 * 1024);
-    for (n, index) in indices.into_iter().enumerate() {
+    // `sent_at[unsent..]` are the requests in `batch`, stamped just before the batch is written.
+    let mut unsent = 0;
+    for (n, id) in ids.into_iter().enumerate() {
         if let Some((start, period)) = pace {
             let due = start + period.mul_f64(n as f64);
             if due > tokio::time::Instant::now() {
                 if !batch.is_empty() {
-                    write.write_all(&batch).await.map_err(|e| format!("write: {e}"))?;
-                    batch.clear();
+                    send(&mut write, &mut batch, &sent_at[unsent..n], epoch).await?;
+                    unsent = n;
                 }
                 tokio::time::sleep_until(due).await;
             }
         }
         if budget.available_permits() == 0 && !batch.is_empty() {
             // About to wait for replies: what is batched must go out first.
-            write.write_all(&batch).await.map_err(|e| format!("write: {e}"))?;
-            batch.clear();
+            send(&mut write, &mut batch, &sent_at[unsent..n], epoch).await?;
+            unsent = n;
         }
         budget.acquire().await.map_err(|_| "closed")?.forget();
-        let job = &jobs[index];
+        let job = &jobs[id];
         let line = AuthLine {
-            id: index,
+            id,
             op: "auth",
             host: job.host,
             token: &job.token,
         };
-        started
-            .lock()
-            .map_err(|_| "poisoned")?
-            .insert(index as u64, Instant::now());
         serde_json::to_writer(&mut batch, &line).map_err(|e| e.to_string())?;
         batch.push(b'\n');
         if batch.len() > 32 * 1024 {
-            write.write_all(&batch).await.map_err(|e| format!("write: {e}"))?;
-            batch.clear();
+            send(&mut write, &mut batch, &sent_at[unsent..=n], epoch).await?;
+            unsent = n + 1;
         }
     }
-    write.write_all(&batch).await.map_err(|e| format!("write: {e}"))?;
+    send(&mut write, &mut batch, &sent_at[unsent..], epoch).await?;
     reader.await.map_err(|e| e.to_string())?
+}
+
+/// Stamps the requests in `batch` with the time now, then writes it.
+async fn send(
+    write: &mut OwnedWriteHalf,
+    batch: &mut Vec<u8>,
+    requests: &[AtomicU64],
+    epoch: Instant,
+) -> Result<(), String> {
+    let now = epoch.elapsed().as_nanos() as u64;
+    for sent in requests {
+        sent.store(now, Ordering::Release);
+    }
+    write.write_all(batch).await.map_err(|e| format!("write: {e}"))?;
+    batch.clear();
+    Ok(())
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -465,15 +517,17 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         "sending {} requests over {} connections, {} in flight each…",
         args.requests, args.connections, args.inflight
     );
+    let cpu_at_start = (cpu_time(None), cpu_time(args.watch_pid));
     let start = Instant::now();
     let mut drivers = Vec::new();
     for c in 0..args.connections {
-        let indices: Vec<usize> = (c..args.requests).step_by(args.connections).collect();
+        let ids: Vec<usize> = (c..args.requests).step_by(args.connections).collect();
         let per_second = args.rate.map(|r| r / args.connections as f64);
         drivers.push(tokio::spawn(drive(
             args.socket.clone(),
             jobs.clone(),
-            indices,
+            ids,
+            args.connections,
             args.inflight,
             per_second,
         )));
@@ -486,6 +540,7 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         all.refused += tally.refused;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_at_end = (cpu_time(None), cpu_time(args.watch_pid));
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -523,6 +578,21 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
             args.watch_pid.and_then(rss_kib).unwrap_or(0)
         );
     }
+    let per_request = |before: Option<Duration>, after: Option<Duration>| {
+        Some((after? - before?).as_secs_f64() * 1e6 / args.requests as f64)
+    };
+    let tool_cpu = per_request(cpu_at_start.0, cpu_at_end.0);
+    let daemon_cpu = per_request(cpu_at_start.1, cpu_at_end.1);
+    let show = |cpu: Option<f64>| cpu.map_or("?".to_owned(), |us| format!("{us:.1}"));
+    println!(
+        "CPU µs per request (utime+stime, 10 ms ticks): load tool {}{}",
+        show(tool_cpu),
+        if args.watch_pid.is_some() {
+            format!(", daemon {}", show(daemon_cpu))
+        } else {
+            String::new()
+        }
+    );
     if args.in_process {
         let map = hs_options.as_object().cloned().unwrap_or_default();
         let settings = HostSettings::from_options(HS_HOST, &map, false).map_err(|e| e.to_string())?;
@@ -543,10 +613,10 @@ mod tests {
     #[test]
     fn replies_are_scanned_for_id_and_ok() {
         assert_eq!(
-            scan_reply(r#"{"claims":{"context":{"user":{"id":"9"}}},"id":42,"ok":true}"#),
+            scan_reply(br#"{"claims":{"context":{"user":{"id":"9"}}},"id":42,"ok":true}"#),
             Some((42, true))
         );
-        assert_eq!(scan_reply(r#"{"condition":"x","id":7,"ok":false}"#), Some((7, false)));
-        assert_eq!(scan_reply(r#"{"id":null,"ok":false}"#), None);
+        assert_eq!(scan_reply(br#"{"condition":"x","id":7,"ok":false}"#), Some((7, false)));
+        assert_eq!(scan_reply(br#"{"id":null,"ok":false}"#), None);
     }
 }

@@ -7,6 +7,7 @@
 //! never reads its replies fills its channel, its work waits to hand over replies while holding its
 //! per-connection permits, and its reader stops. Nothing queues without bound.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,6 +130,7 @@ impl Handler {
         // Replies answered inline, handed to the writer as one chunk when the reader runs out of
         // buffered lines (or the chunk is large), so that a burst of requests costs one write.
         let mut batch: Vec<u8> = Vec::new();
+        let mut spare = None;
 
         loop {
             if self.shutdown.is_shutdown() {
@@ -212,12 +214,22 @@ impl Handler {
             // and hand only the ones that wait (a key fetch) to their own task, so that they never
             // stall the rest of the connection.
             let owned = shared.clone();
-            let mut answer = Box::pin(async move { ops::answer(&owned, &line).await });
-            match (&mut answer).now_or_never() {
+            let work = async move { ops::answer(&owned, &line).await };
+            // The future is over a KiB, too large for malloc's fast bins: reuse the box of the
+            // last inline answer instead of allocating one per request.
+            let mut answer = match spare.take() {
+                Some(mut answer) => {
+                    Pin::set(&mut answer, work);
+                    answer
+                }
+                None => Box::pin(work),
+            };
+            match answer.as_mut().now_or_never() {
                 Some(reply) => {
                     drop(global);
                     reply.write_line(&mut batch);
                     drop(permit);
+                    spare = Some(answer);
                 }
                 None => {
                     let replies = replies.clone();

@@ -11,7 +11,7 @@ use super::protocol::{self, Auth, ErrorCode, Hello, Op, PROTOCOL_VERSION, Reply,
 use super::registry::{CachedToken, Host};
 use crate::config::{HOST_OPTIONS, HostSettings};
 use crate::room::{RoomDecision, RoomSession, RoomTarget, verify_room};
-use crate::token::{Accepted, AuthRequest, Reason, Rejection, VerifiedToken};
+use crate::token::{Accepted, AuthRequest, Reason, Rejection};
 
 /// The daemon's name and version, as `hello` and `ping` report it.
 pub const DAEMON_VERSION: &str = concat!("token-sidecar ", env!("CARGO_PKG_VERSION"));
@@ -142,47 +142,33 @@ async fn verify(
         public_key,
         context_required,
     };
-    let Some(token) = token else {
-        return match host.verifier.verify(&request, now).await? {
-            Accepted::Anonymous => Ok(None),
-            Accepted::Token(verified) => Ok(Some(Arc::new(CachedToken::transient(*verified)))),
-        };
+    // Tokens checked with the session's own key, and logins without a token, bypass the cache.
+    let key = match (token, public_key) {
+        (Some(token), None) => Some((host.generation, crate::sha256(token.as_bytes()))),
+        _ => None,
     };
-    if public_key.is_some() {
-        return match host.verifier.verify(&request, now).await? {
-            Accepted::Anonymous => Ok(None),
-            Accepted::Token(verified) => Ok(Some(Arc::new(CachedToken::transient(*verified)))),
-        };
-    }
-    let key = (host.generation, crate::sha256(token.as_bytes()));
-    if let Some(hit) = shared.tokens.get(&key).await {
-        shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        // `context` is the last check of the pipeline, so a cached token passed all the others.
-        if context_required && !hit.token.claims.contains_key("context") {
-            return Err(Rejection {
-                reason: Reason::ContextRequired,
-                detail: None,
-            });
+    if let Some(key) = &key {
+        if let Some(hit) = shared.tokens.get(key) {
+            shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            // `context` is the last check of the pipeline, so a cached token passed all the others.
+            if context_required && !hit.token.claims.contains_key("context") {
+                return Err(Rejection {
+                    reason: Reason::ContextRequired,
+                    detail: None,
+                });
+            }
+            return Ok(Some(hit));
         }
-        return Ok(Some(hit));
+        shared.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
     }
-    shared.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+    // One await of the verifier, so that its future is held once in this one.
     match host.verifier.verify(&request, now).await? {
         Accepted::Anonymous => Ok(None),
-        Accepted::Token(verified) => Ok(Some(shared.tokens.insert(key, *verified, now).await)),
+        Accepted::Token(verified) => Ok(Some(match key {
+            Some(key) => shared.tokens.insert(key, *verified, now),
+            None => Arc::new(CachedToken::transient(*verified)),
+        })),
     }
-}
-
-fn accepted_reply(id: Value, token: &VerifiedToken) -> Reply {
-    Reply::new(id, true)
-        .with("anonymous", false)
-        .with("claims", Value::Object(token.claims.clone()))
-        .with(
-            "session",
-            serde_json::to_value(token.session_fields()).unwrap_or(Value::Null),
-        )
-        .with("fingerprint", token.fingerprint.clone())
-        .with("exp", token.exp())
 }
 
 async fn auth(shared: &Shared, id: Value, auth: Auth) -> Reply {
@@ -206,9 +192,7 @@ async fn auth(shared: &Shared, id: Value, auth: Auth) -> Reply {
         }
         Ok(Some(cached)) => {
             tracing::debug!(host = %host.name, token = %cached.token.fingerprint, "token accepted");
-            // The verified token carries its SHA-256: no need to hash the token again here.
-            let token_sha256 = crate::hex(&cached.token.sha256);
-            accepted_reply(id, &cached.token).with("token_sha256", token_sha256)
+            Reply::accepted(id, cached)
         }
         Err(rejection) => {
             tracing::info!(
@@ -260,7 +244,7 @@ async fn room(shared: &Shared, id: Value, room: Room) -> Reply {
                     "room: `token_sha256` must be 64 hex digits, as an auth reply gives it",
                 );
             };
-            match shared.tokens.get(&(host.generation, hash)).await {
+            match shared.tokens.get(&(host.generation, hash)) {
                 Some(hit) => {
                     shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                     Some(hit)
@@ -352,7 +336,7 @@ async fn stats(shared: &Shared, id: Value) -> Reply {
         .with(
             "verify_cache",
             json!({
-                "entries": shared.tokens.entry_count().await,
+                "entries": shared.tokens.entry_count(),
                 "capacity": settings.verify_cache_size,
                 "hits": shared.stats.cache_hits.load(Ordering::Relaxed),
                 "misses": shared.stats.cache_misses.load(Ordering::Relaxed),

@@ -6,9 +6,13 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use super::registry::CachedToken;
+use crate::token::{SessionView, VerifiedToken};
 
 /// The protocol version this daemon speaks; `hello` must name it.
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -272,16 +276,31 @@ impl ErrorCode {
     }
 }
 
-/// A reply being built: a JSON object that always carries the request's `id`.
+/// A reply: a JSON object that always carries the request's `id`.
 #[derive(Debug)]
-pub struct Reply(Map<String, Value>);
+pub struct Reply(Body);
+
+#[derive(Debug)]
+enum Body {
+    /// Built field by field.
+    Map(Map<String, Value>),
+    /// An accepted login, written straight from the verified token when the reply is serialised:
+    /// the claims are neither cloned nor collected into a map.
+    Accepted { id: Value, token: Arc<CachedToken> },
+}
 
 impl Reply {
     pub fn new(id: Value, ok: bool) -> Reply {
         let mut map = Map::new();
         map.insert("id".into(), id);
         map.insert("ok".into(), Value::Bool(ok));
-        Reply(map)
+        Reply(Body::Map(map))
+    }
+
+    /// `ok: true` with `anonymous: false`, the token's `claims`, `session`, `fingerprint`,
+    /// `token_sha256` and `exp`.
+    pub fn accepted(id: Value, token: Arc<CachedToken>) -> Reply {
+        Reply(Body::Accepted { id, token })
     }
 
     pub fn error(id: Value, code: ErrorCode, text: impl Into<String>) -> Reply {
@@ -290,17 +309,35 @@ impl Reply {
             .with("text", text.into())
     }
 
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Reply {
-        self.0.insert(key.to_owned(), value.into());
-        self
+    pub fn with(self, key: &str, value: impl Into<Value>) -> Reply {
+        let mut map = self.into_map();
+        map.insert(key.to_owned(), value.into());
+        Reply(Body::Map(map))
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        match self.0 {
+            Body::Map(map) => map,
+            Body::Accepted { id, token } => match serde_json::to_value(AcceptedLine::new(&id, &token.token)) {
+                Ok(Value::Object(map)) => map,
+                // Not reached: a struct of JSON values serialises to an object.
+                _ => Map::new(),
+            },
+        }
     }
 
     pub fn is_ok(&self) -> bool {
-        self.0.get("ok") == Some(&Value::Bool(true))
+        match &self.0 {
+            Body::Map(map) => map.get("ok") == Some(&Value::Bool(true)),
+            Body::Accepted { .. } => true,
+        }
     }
 
     pub fn is_error(&self) -> bool {
-        self.0.contains_key("error")
+        match &self.0 {
+            Body::Map(map) => map.contains_key("error"),
+            Body::Accepted { .. } => false,
+        }
     }
 
     /// The reply as one line, newline included.
@@ -313,12 +350,61 @@ impl Reply {
     /// Appends the reply as one line, newline included, to `out`.
     pub fn write_line(&self, out: &mut Vec<u8>) {
         let start = out.len();
-        // Serialising a map of JSON values into memory cannot fail; if it somehow did, send `{}`.
-        if serde_json::to_writer(&mut *out, &self.0).is_err() {
+        let written = match &self.0 {
+            Body::Map(map) => serde_json::to_writer(&mut *out, map),
+            Body::Accepted { id, token } => serde_json::to_writer(&mut *out, &AcceptedLine::new(id, &token.token)),
+        };
+        // Serialising JSON values into memory cannot fail; if it somehow did, send `{}`.
+        if written.is_err() {
             out.truncate(start);
             out.extend_from_slice(b"{}");
         }
         out.push(b'\n');
+    }
+}
+
+/// The accepted-login reply. Fields are declared in name order, so the bytes are those of the same
+/// reply built as a `serde_json::Map` (whose keys are sorted).
+#[derive(Serialize)]
+struct AcceptedLine<'a> {
+    anonymous: bool,
+    claims: &'a Map<String, Value>,
+    exp: Option<i64>,
+    fingerprint: &'a str,
+    id: &'a Value,
+    ok: bool,
+    session: SessionView<'a>,
+    token_sha256: Sha256Hex<'a>,
+}
+
+impl<'a> AcceptedLine<'a> {
+    fn new(id: &'a Value, token: &'a VerifiedToken) -> Self {
+        AcceptedLine {
+            anonymous: false,
+            claims: &token.claims,
+            exp: token.exp(),
+            fingerprint: &token.fingerprint,
+            id,
+            ok: true,
+            session: token.session_view(),
+            token_sha256: Sha256Hex(&token.sha256),
+        }
+    }
+}
+
+/// A SHA-256 as 64 lowercase hex digits, formatted on the stack.
+struct Sha256Hex<'a>(&'a [u8; 32]);
+
+impl Serialize for Sha256Hex<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            text[2 * i] = DIGITS[usize::from(b >> 4)];
+            text[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        // Hex digits are ASCII.
+        serializer.serialize_str(std::str::from_utf8(&text).unwrap_or_default())
     }
 }
 
@@ -368,6 +454,50 @@ mod tests {
         assert!(matches!(r, Ok(Request::Auth(Auth { ref host, .. })) if host == "b"));
         let (_, r) = parse(br#"{"id":1,"op":"ping","host":5}"#);
         assert!(matches!(r, Ok(Request::Ping)));
+    }
+
+    /// The accepted reply as it was built before it was written straight from the token.
+    fn accepted_as_map(id: Value, token: &VerifiedToken) -> Vec<u8> {
+        Reply::new(id, true)
+            .with("anonymous", false)
+            .with("claims", Value::Object(token.claims.clone()))
+            .with("session", serde_json::to_value(token.session_fields()).unwrap())
+            .with("fingerprint", token.fingerprint.clone())
+            .with("exp", token.exp())
+            .with("token_sha256", crate::hex(&token.sha256))
+            .to_line()
+    }
+
+    #[test]
+    fn accepted_replies_are_the_bytes_of_the_map_built_ones() {
+        let claims = [
+            serde_json::json!({"iss": "app", "aud": "jitsi", "sub": "meet.example.com", "room": "*",
+                "exp": 1_800_003_600,
+                "context": {"user": {"id": "1", "name": "Ådam \"quoted\"\n"}, "group": "g", "tenant": "acme",
+                    "features": {"recording": true}, "room": {"lobby_bypass": true}}}),
+            serde_json::json!({"iss": "app", "user_id": "u-1", "exp": 1.5e9, "zz": [1, null, {"b": 1, "a": 2}]}),
+            serde_json::json!({"context": null, "user_id": "u-2", "room": null}),
+            serde_json::json!({"context": {"user": null}, "user_id": "u-3", "exp": "soon"}),
+            serde_json::json!({}),
+        ];
+        for (n, claims) in claims.into_iter().enumerate() {
+            let Value::Object(claims) = claims else { panic!() };
+            let token = VerifiedToken {
+                header: Map::new(),
+                claims,
+                fingerprint: "1a2b3c4d".into(),
+                sha256: crate::sha256(n.to_string().as_bytes()),
+            };
+            for id in [Value::from(n), Value::from("id-x"), Value::Null] {
+                let expected = accepted_as_map(id.clone(), &token);
+                let reply = Reply::accepted(id, Arc::new(CachedToken::transient(token.clone())));
+                assert!(reply.is_ok() && !reply.is_error());
+                assert_eq!(
+                    String::from_utf8(reply.to_line()).unwrap(),
+                    String::from_utf8(expected).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
-use moka::future::Cache;
+use moka::sync::Cache;
 
 use crate::config::{HostSettings, ServerSettings};
 use crate::room::RoomPolicy;
@@ -178,12 +178,12 @@ impl TokenCache {
         }
     }
 
-    pub async fn get(&self, key: &TokenKey) -> Option<Arc<CachedToken>> {
-        self.cache.get(key).await
+    pub fn get(&self, key: &TokenKey) -> Option<Arc<CachedToken>> {
+        self.cache.get(key)
     }
 
     /// Remembers `token`, verified at `now` (seconds since 1970), until its `exp` at most.
-    pub async fn insert(&self, key: TokenKey, token: VerifiedToken, now: i64) -> Arc<CachedToken> {
+    pub fn insert(&self, key: TokenKey, token: VerifiedToken, now: i64) -> Arc<CachedToken> {
         let left = match token.exp() {
             Some(exp) => Duration::from_secs(exp.saturating_sub(now).max(0) as u64).min(self.max_ttl),
             None => self.max_ttl,
@@ -193,14 +193,14 @@ impl TokenCache {
             until: Instant::now() + left,
         });
         if !left.is_zero() {
-            self.cache.insert(key, entry.clone()).await;
+            self.cache.insert(key, entry.clone());
         }
         entry
     }
 
     /// Entries held now (after running moka's pending maintenance, so the count is current).
-    pub async fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks().await;
+    pub fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks();
         self.cache.entry_count()
     }
 }

@@ -86,6 +86,59 @@ pub struct SessionFields {
     pub jitsi_meet_context_room: Option<Value>,
 }
 
+/// [`SessionFields`] borrowed from the claims. Fields are declared in name order, so it serialises
+/// to the same bytes as `serde_json::to_value(session_fields())` (whose maps are sorted).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SessionView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_auth_issuer: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_context_features: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_context_group: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_context_room: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_context_user: Option<ContextUser<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_domain: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_room: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_str_tenant: Option<&'a Value>,
+}
+
+/// `jitsi_meet_context_user`: the `context.user` claim, or `{"id": user_id}` for a token without
+/// `context` that has a top-level `user_id`.
+#[derive(Debug, Clone, Copy)]
+pub enum ContextUser<'a> {
+    Claim(&'a Value),
+    UserId(&'a Value),
+}
+
+impl ContextUser<'_> {
+    fn to_value(self) -> Value {
+        match self {
+            ContextUser::Claim(user) => user.clone(),
+            ContextUser::UserId(id) => serde_json::json!({ "id": id }),
+        }
+    }
+}
+
+impl Serialize for ContextUser<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            ContextUser::Claim(user) => user.serialize(serializer),
+            ContextUser::UserId(id) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("id", id)?;
+                map.end()
+            }
+        }
+    }
+}
+
 impl VerifiedToken {
     fn context(&self) -> Option<&Map<String, Value>> {
         self.claims.get("context").and_then(Value::as_object)
@@ -105,23 +158,41 @@ impl VerifiedToken {
     }
 
     pub fn session_fields(&self) -> SessionFields {
-        let mut fields = SessionFields {
-            jitsi_meet_room: self.claim("room").cloned(),
-            jitsi_meet_domain: self.claim("sub").cloned(),
-            jitsi_meet_auth_issuer: self.claim("iss").cloned(),
-            jitsi_meet_str_tenant: self.context_field("tenant").cloned(),
-            jitsi_meet_context_user: self.context_field("user").cloned(),
-            jitsi_meet_context_group: self.context_field("group").cloned(),
-            jitsi_meet_context_features: self.context_field("features").cloned(),
-            jitsi_meet_context_room: self.context_field("room").cloned(),
-        };
-        if self.claims.get("context").is_none()
-            && let Some(user_id) = self.claims.get("user_id").filter(|v| !v.is_null())
-        {
-            // Firebase-style tokens carry the user id at the top level.
-            fields.jitsi_meet_context_user = Some(serde_json::json!({ "id": user_id }));
+        let view = self.session_view();
+        SessionFields {
+            jitsi_meet_room: view.jitsi_meet_room.cloned(),
+            jitsi_meet_domain: view.jitsi_meet_domain.cloned(),
+            jitsi_meet_auth_issuer: view.jitsi_meet_auth_issuer.cloned(),
+            jitsi_meet_str_tenant: view.jitsi_meet_str_tenant.cloned(),
+            jitsi_meet_context_user: view.jitsi_meet_context_user.map(ContextUser::to_value),
+            jitsi_meet_context_group: view.jitsi_meet_context_group.cloned(),
+            jitsi_meet_context_features: view.jitsi_meet_context_features.cloned(),
+            jitsi_meet_context_room: view.jitsi_meet_context_room.cloned(),
         }
-        fields
+    }
+
+    /// The session fields borrowed from the claims, for writing a reply without copying them.
+    pub fn session_view(&self) -> SessionView<'_> {
+        let user = match self.context_field("user") {
+            Some(user) => Some(ContextUser::Claim(user)),
+            // Firebase-style tokens carry the user id at the top level.
+            None if self.claims.get("context").is_none() => self
+                .claims
+                .get("user_id")
+                .filter(|v| !v.is_null())
+                .map(ContextUser::UserId),
+            None => None,
+        };
+        SessionView {
+            jitsi_meet_auth_issuer: self.claim("iss"),
+            jitsi_meet_context_features: self.context_field("features"),
+            jitsi_meet_context_group: self.context_field("group"),
+            jitsi_meet_context_room: self.context_field("room"),
+            jitsi_meet_context_user: user,
+            jitsi_meet_domain: self.claim("sub"),
+            jitsi_meet_room: self.claim("room"),
+            jitsi_meet_str_tenant: self.context_field("tenant"),
+        }
     }
 
     /// What the room rules need from this token, for a client that connected with URL tenant `prefix`.
@@ -302,7 +373,12 @@ impl Verifier {
         let key = step!(
             trace,
             "key",
-            self.choose_key(token, request, &mut early_header).await,
+            match self.local_key(request) {
+                Some(choice) => choice,
+                // Only a key fetch waits; its future is boxed so that every other verification
+                // (and the daemon's per-request future holding it) stays small.
+                None => Box::pin(self.choose_key(token, request, &mut early_header)).await,
+            },
             "found".into()
         );
         let key: &VerifyingKey = match &key {
@@ -418,6 +494,32 @@ impl Verifier {
         })))
     }
 
+    /// REFERENCE §3 step 2 when it needs no key server or key set: a session's `public_key`, or
+    /// the shared secret of a host without remote keys. `None` when the key must be looked up.
+    fn local_key(&self, request: &AuthRequest<'_>) -> Option<Result<KeyChoice, Rejection>> {
+        if let Some(pem) = request.public_key {
+            return Some(
+                VerifyingKey::from_pem(pem.as_bytes())
+                    .map(KeyChoice::Owned)
+                    .map_err(|e| {
+                        // The reference would fail the signature check with a key it cannot load.
+                        Rejection::with(
+                            Reason::InvalidSignature,
+                            format!("the session's public_key is unusable: {e}"),
+                        )
+                    }),
+            );
+        }
+        if self.key_server.is_none() && self.key_set.is_none() {
+            return Some(if self.secret.is_some() {
+                Ok(KeyChoice::Secret)
+            } else {
+                Err(Rejection::new(Reason::NoVerificationKey))
+            });
+        }
+        None
+    }
+
     /// REFERENCE §3 step 2. `early_header` receives the header when the kid path decoded it.
     async fn choose_key(
         &self,
@@ -425,23 +527,8 @@ impl Verifier {
         request: &AuthRequest<'_>,
         early_header: &mut Option<Map<String, Value>>,
     ) -> Result<KeyChoice, Rejection> {
-        if let Some(pem) = request.public_key {
-            return VerifyingKey::from_pem(pem.as_bytes())
-                .map(KeyChoice::Owned)
-                .map_err(|e| {
-                    // The reference would fail the signature check with a key it cannot load.
-                    Rejection::with(
-                        Reason::InvalidSignature,
-                        format!("the session's public_key is unusable: {e}"),
-                    )
-                });
-        }
-        if self.key_server.is_none() && self.key_set.is_none() {
-            return if self.secret.is_some() {
-                Ok(KeyChoice::Secret)
-            } else {
-                Err(Rejection::new(Reason::NoVerificationKey))
-            };
+        if let Some(choice) = self.local_key(request) {
+            return choice;
         }
 
         let Some((encoded, _)) = token.split_once('.') else {

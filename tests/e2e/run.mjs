@@ -12,7 +12,7 @@
 
 import { spawn, execFile, execFileSync } from 'node:child_process';
 import { createHash, createHmac, generateKeyPairSync, sign as rsaSign } from 'node:crypto';
-import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -1133,11 +1133,29 @@ test('load: 200 concurrent token logins over WebSocket all succeed', async () =>
   await sleep(300);
 }, { timeoutMs: 45000 });
 
+// Every thread of `pid` stopped (state T)? A stop signal is taken by one thread, which then stops
+// the others, so until it has run on a busy machine the process's other threads keep serving.
+function allThreadsStopped(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`).every((t) => {
+      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]);
+    });
+  } catch { return false; }
+}
+
+// SIGSTOP, then wait (bounded) until the whole process is frozen.
+async function freeze(pid) {
+  process.kill(pid, 'SIGSTOP');
+  for (let i = 0; i < 500 && !allThreadsStopped(pid); i++) await sleep(2);
+  if (!allThreadsStopped(pid)) throw new Failure(`process ${pid} did not stop within 1 s of SIGSTOP`);
+}
+
 test('daemon hung (SIGSTOP): token login → temporary-auth-failure in ~timeout; anonymous login fast; token-checked join → wait/service-unavailable; recovers on SIGCONT', async () => {
   await ensureRoom(MUC('room1'));
   const u = await tokenUser(T(user('before-hang')));
-  process.kill(daemon.pid, 'SIGSTOP');
   try {
+    await freeze(daemon.pid);
     const t0 = performance.now();
     const tokenLogin = login({ query: { token: T(user('during-stop')) } }, 10000);
     const joinP = u.join(MUC('room1'), 'hung', { timeoutMs: 8000 }).then((j) => ({ ...j, ms: ms(t0) }));
@@ -1204,7 +1222,7 @@ test('daemon killed (SIGKILL) during 50 logins: no invalid login succeeds; valid
   // yet at SASL when it freezes.
   const results = Promise.all(clients.map(async (c, i) => { await sleep(4 * i); return c.login(10000); }));
   await Promise.race([tenSent, sleep(3000)]);
-  process.kill(daemon.pid, 'SIGSTOP');
+  await freeze(daemon.pid);
   const sentAtStop = authSent;
   await Promise.race([everySent, sleep(400)]);
   const sentAtKill = authSent;

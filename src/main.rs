@@ -11,6 +11,13 @@ use token_sidecar::config::{Config, HostSettings};
 use token_sidecar::room::{RoomDecision, RoomTarget, verify_room};
 use token_sidecar::token::{self, Accepted, AuthRequest, Check, Minter, Rejection, Verifier};
 
+/// mimalloc rather than glibc's malloc: the daemon builds each token's claims on one worker thread
+/// and frees them on whichever thread evicts the cache entry; glibc's `free` of those was a fifth
+/// of the daemon's CPU under load (docs/PERFORMANCE.md). The in-process figures of `bench-socket`
+/// run in this binary, so they use the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "token-sidecar",

@@ -402,6 +402,7 @@ fn context_required() {
     let request = AuthRequest {
         token: Some(&t),
         context_required: true,
+        sha256: None,
         ..AuthRequest::default()
     };
     let err = runtime.block_on(verifier.verify(&request, NOW)).unwrap_err();

@@ -137,21 +137,22 @@ async fn verify(
     context_required: bool,
     now: i64,
 ) -> Result<Option<Arc<CachedToken>>, Rejection> {
-    let request = AuthRequest {
-        token,
-        public_key,
-        context_required,
-    };
     // Tokens checked with the session's own key, and logins without a token, bypass the cache.
     let key = match (token, public_key) {
         (Some(token), None) => Some((host.generation, crate::sha256(token.as_bytes()))),
         _ => None,
     };
+    let request = AuthRequest {
+        token,
+        public_key,
+        context_required,
+        sha256: key.map(|k| k.1), // hashed once: the cache key is the token's SHA-256 too
+    };
     if let Some(key) = &key {
         if let Some(hit) = shared.tokens.get(key) {
             shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             // `context` is the last check of the pipeline, so a cached token passed all the others.
-            if context_required && !hit.token.claims.contains_key("context") {
+            if context_required && !hit.has_context() {
                 return Err(Rejection {
                     reason: Reason::ContextRequired,
                     detail: None,
@@ -191,7 +192,7 @@ async fn auth(shared: &Shared, id: Value, auth: Auth) -> Reply {
             Reply::new(id, true).with("anonymous", true)
         }
         Ok(Some(cached)) => {
-            tracing::debug!(host = %host.name, token = %cached.token.fingerprint, "token accepted");
+            tracing::debug!(host = %host.name, token = %cached.fingerprint(), "token accepted");
             Reply::accepted(id, cached)
         }
         Err(rejection) => {
@@ -261,7 +262,7 @@ async fn room(shared: &Shared, id: Value, room: Room) -> Reply {
         (None, None) => None,
     };
     let session = match &cached {
-        Some(cached) => cached.token.room_session(prefix),
+        Some(cached) => cached.room_session(prefix),
         None => RoomSession {
             query_prefix: prefix,
             ..RoomSession::default()
@@ -281,7 +282,7 @@ async fn room(shared: &Shared, id: Value, room: Room) -> Reply {
             tracing::info!(
                 host = %host.name,
                 room = %room.room,
-                token = %cached.as_ref().map(|c| c.token.fingerprint.as_str()).unwrap_or("none"),
+                token = %cached.as_ref().map(|c| c.fingerprint()).unwrap_or("none"),
                 reason = denial.text(),
                 detail = %detail,
                 "room join refused"

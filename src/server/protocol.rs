@@ -318,11 +318,12 @@ impl Reply {
     fn into_map(self) -> Map<String, Value> {
         match self.0 {
             Body::Map(map) => map,
-            Body::Accepted { id, token } => match serde_json::to_value(AcceptedLine::new(&id, &token.token)) {
-                Ok(Value::Object(map)) => map,
-                // Not reached: a struct of JSON values serialises to an object.
-                _ => Map::new(),
-            },
+            Body::Accepted { id, token } => {
+                let mut line = Vec::new();
+                token.write_reply(&id, &mut line);
+                // Not reached: the text is a JSON object.
+                serde_json::from_slice(&line).unwrap_or_default()
+            }
         }
     }
 
@@ -352,7 +353,10 @@ impl Reply {
         let start = out.len();
         let written = match &self.0 {
             Body::Map(map) => serde_json::to_writer(&mut *out, map),
-            Body::Accepted { id, token } => serde_json::to_writer(&mut *out, &AcceptedLine::new(id, &token.token)),
+            Body::Accepted { id, token } => {
+                token.write_reply(id, out);
+                return;
+            }
         };
         // Serialising JSON values into memory cannot fail; if it somehow did, send `{}`.
         if written.is_err() {
@@ -363,33 +367,47 @@ impl Reply {
     }
 }
 
-/// The accepted-login reply. Fields are declared in name order, so the bytes are those of the same
-/// reply built as a `serde_json::Map` (whose keys are sorted).
+/// The accepted-login reply, in two parts around its `id` so that a cached token's text can be
+/// reused for any request. Fields are declared in name order, so the bytes are those of the same
+/// reply built as a `serde_json::Map` (whose keys are sorted): `anonymous`, `claims`, `exp`,
+/// `fingerprint` | `id` | `ok`, `session`, `token_sha256`.
 #[derive(Serialize)]
-struct AcceptedLine<'a> {
+struct AcceptedHead<'a> {
     anonymous: bool,
     claims: &'a Map<String, Value>,
     exp: Option<i64>,
     fingerprint: &'a str,
-    id: &'a Value,
+}
+
+#[derive(Serialize)]
+struct AcceptedTail<'a> {
     ok: bool,
     session: SessionView<'a>,
     token_sha256: Sha256Hex<'a>,
 }
 
-impl<'a> AcceptedLine<'a> {
-    fn new(id: &'a Value, token: &'a VerifiedToken) -> Self {
-        AcceptedLine {
-            anonymous: false,
-            claims: &token.claims,
-            exp: token.exp(),
-            fingerprint: &token.fingerprint,
-            id,
-            ok: true,
-            session: token.session_view(),
-            token_sha256: Sha256Hex(&token.sha256),
-        }
-    }
+/// The accepted reply for `token` without `id` and newline, and where the `id` goes: the text
+/// is `{head}` with its closing brace dropped, then (at the split) `{tail}` without its opening
+/// one; `CachedToken::write_reply` puts `,"id":<id>,` between them.
+pub(super) fn accepted_text(token: &VerifiedToken) -> (String, usize) {
+    let head = AcceptedHead {
+        anonymous: false,
+        claims: &token.claims,
+        exp: token.exp(),
+        fingerprint: &token.fingerprint,
+    };
+    let tail = AcceptedTail {
+        ok: true,
+        session: token.session_view(),
+        token_sha256: Sha256Hex(&token.sha256),
+    };
+    // Serialising JSON values into memory cannot fail; `{}` keeps the split valid if it did.
+    let mut text = serde_json::to_string(&head).unwrap_or_else(|_| "{}".into());
+    text.pop(); // `}`
+    let split = text.len();
+    let tail = serde_json::to_string(&tail).unwrap_or_else(|_| "{}".into());
+    text.push_str(&tail[1..]); // without `{`
+    (text, split)
 }
 
 /// A SHA-256 as 64 lowercase hex digits, formatted on the stack.

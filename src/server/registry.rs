@@ -6,17 +6,16 @@
 //! standalone use and the CLI. A re-`hello` for a host replaces its verifier (and so its key
 //! cache) only when its settings changed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use moka::Expiry;
-use moka::sync::Cache;
-
 use crate::config::{HostSettings, ServerSettings};
-use crate::room::RoomPolicy;
+use crate::room::{RoomPolicy, RoomSession};
 use crate::token::{VerifiedToken, Verifier};
+use serde_json::Value;
 
 /// Where a host's settings came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,51 +134,164 @@ impl Registry {
 /// fingerprint is far too short to identify a token).
 pub type TokenKey = (u64, [u8; 32]);
 
-/// A verified token, remembered until `until`.
+/// What the daemon keeps of a verified token: the accepted reply's text and the few claims the
+/// room check reads, remembered until `until`.
+///
+/// Not the token's claims tree: with one entry per login, a cache of trees makes every insert
+/// evict (and free) a cold tree of a few dozen allocations, which was a third of the daemon's CPU
+/// under load; a few strings are cheap to build once and to drop.
 #[derive(Debug)]
 pub struct CachedToken {
-    pub token: VerifiedToken,
+    /// The accepted reply line without its `id` and newline: `reply[..split]` goes before
+    /// `,"id":<id>,`, `reply[split..]` after (see `protocol::accepted_text`).
+    reply: Box<str>,
+    split: usize,
+    fingerprint: Box<str>,
+    room: Option<Value>,
+    sub: Option<Value>,
+    context_room: Option<Value>,
+    tenant: Option<Value>,
+    has_context: bool,
     until: Instant,
 }
 
 impl CachedToken {
-    /// A verified token that is not stored (checked with a session's own key).
-    pub fn transient(token: VerifiedToken) -> CachedToken {
+    fn new(token: &VerifiedToken, until: Instant) -> CachedToken {
+        let (reply, split) = super::protocol::accepted_text(token);
         CachedToken {
-            token,
-            until: Instant::now(),
+            reply: reply.into_boxed_str(),
+            split,
+            fingerprint: token.fingerprint.clone().into_boxed_str(),
+            room: token.claim("room").cloned(),
+            sub: token.claim("sub").cloned(),
+            context_room: token.context_field("room").cloned(),
+            tenant: token.context_field("tenant").cloned(),
+            has_context: token.claims.contains_key("context"),
+            until,
         }
     }
-}
 
-struct UntilExpiry;
+    /// A verified token that is not stored (checked with a session's own key).
+    pub fn transient(token: VerifiedToken) -> CachedToken {
+        CachedToken::new(&token, Instant::now())
+    }
 
-impl Expiry<TokenKey, Arc<CachedToken>> for UntilExpiry {
-    fn expire_after_create(&self, _key: &TokenKey, value: &Arc<CachedToken>, created_at: Instant) -> Option<Duration> {
-        Some(value.until.saturating_duration_since(created_at))
+    /// The first 8 hex digits of the token's SHA-256, for logs.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Whether the token has a `context` claim (`session.contextRequired`).
+    pub fn has_context(&self) -> bool {
+        self.has_context
+    }
+
+    /// The claims the room check reads (as `VerifiedToken::room_session`).
+    pub fn room_session<'a>(&'a self, query_prefix: &'a str) -> RoomSession<'a> {
+        RoomSession {
+            has_token: true,
+            room: self.room.as_ref(),
+            sub: self.sub.as_ref(),
+            context_room: self.context_room.as_ref(),
+            tenant: self.tenant.as_ref(),
+            query_prefix,
+        }
+    }
+
+    /// Appends the accepted reply for request `id`, newline included.
+    pub fn write_reply(&self, id: &Value, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.reply[..self.split].as_bytes());
+        out.extend_from_slice(b",\"id\":");
+        if serde_json::to_writer(&mut *out, id).is_err() {
+            out.extend_from_slice(b"null"); // not reached: a JSON value always serialises
+        }
+        out.push(b',');
+        out.extend_from_slice(self.reply[self.split..].as_bytes());
+        out.push(b'\n');
     }
 }
 
-/// Verified tokens by host and hash, each until its `exp` (capped by `verify_cache_ttl`).
-#[derive(Clone)]
+/// Verified tokens by host and hash, each until its `exp` (capped by `verify_cache_ttl`), at most
+/// `verify_cache_size` of them.
+///
+/// A small cache of its own rather than moka's: a login inserts one entry that is read a few times
+/// (the room checks) and then ages out, so recency or frequency tracking buys nothing, and moka's
+/// per-insert bookkeeping (sketch, deques, epoch-deferred frees, key hashing) was a fifth of the
+/// daemon's CPU under load. Here: shards chosen by digest bytes, each a mutex around a map and its
+/// insertion order; a full shard drops its oldest entry (first in, first out), an expired entry is
+/// dropped when read. Only verified tokens are stored, so nobody without the host's key can choose
+/// the digests, and the digest bytes serve as the hash.
 pub struct TokenCache {
-    cache: Cache<TokenKey, Arc<CachedToken>>,
+    shards: Box<[Mutex<Shard>]>,
+    shard_capacity: usize,
     max_ttl: Duration,
 }
 
+#[derive(Default)]
+struct Shard {
+    map: HashMap<TokenKey, Slot, BuildHasherDefault<DigestHasher>>,
+    /// Keys in insertion order, with the sequence number of the insert; a key replaced or dropped
+    /// since leaves a record whose number no longer matches, skipped when it reaches the front.
+    order: VecDeque<(TokenKey, u64)>,
+    seq: u64,
+}
+
+struct Slot {
+    entry: Arc<CachedToken>,
+    seq: u64,
+}
+
+/// Hashes a [`TokenKey`] by mixing the generation with the digest's first 8 bytes.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, _len: usize) {} // the slice length prefix: always 32
+}
+
+const SHARDS: usize = 32;
+
 impl TokenCache {
     pub fn new(settings: &ServerSettings) -> TokenCache {
+        let capacity = usize::try_from(settings.verify_cache_size).unwrap_or(usize::MAX);
+        // Never more shards than entries, so that the bound holds for small capacities too.
+        let shards = SHARDS.min(capacity).max(1);
         TokenCache {
-            cache: Cache::builder()
-                .max_capacity(settings.verify_cache_size)
-                .expire_after(UntilExpiry)
-                .build(),
+            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_capacity: capacity / shards,
             max_ttl: settings.verify_cache_ttl,
         }
     }
 
+    fn shard(&self, key: &TokenKey) -> MutexGuard<'_, Shard> {
+        // Bytes 8.. of the digest: independent of the bits the map hashes.
+        let pick = u64::from_le_bytes(key.1[8..16].try_into().expect("8 bytes")) as usize % self.shards.len();
+        self.shards[pick].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn get(&self, key: &TokenKey) -> Option<Arc<CachedToken>> {
-        self.cache.get(key)
+        let mut shard = self.shard(key);
+        let slot = shard.map.get(key)?;
+        if slot.entry.until > Instant::now() {
+            return Some(slot.entry.clone());
+        }
+        let expired = shard.map.remove(key);
+        drop(shard);
+        drop(expired); // freeing the claims outside the lock
+        None
     }
 
     /// Remembers `token`, verified at `now` (seconds since 1970), until its `exp` at most.
@@ -188,19 +300,107 @@ impl TokenCache {
             Some(exp) => Duration::from_secs(exp.saturating_sub(now).max(0) as u64).min(self.max_ttl),
             None => self.max_ttl,
         };
-        let entry = Arc::new(CachedToken {
-            token,
-            until: Instant::now() + left,
-        });
-        if !left.is_zero() {
-            self.cache.insert(key, entry.clone());
+        let entry = Arc::new(CachedToken::new(&token, Instant::now() + left));
+        drop(token); // its claims tree is freed here, on the thread that built it
+        if left.is_zero() || self.shard_capacity == 0 {
+            return entry;
         }
+        let mut evicted = Vec::new();
+        let mut shard = self.shard(&key);
+        while shard.order.len() >= self.shard_capacity {
+            let Some((old, seq)) = shard.order.pop_front() else {
+                break;
+            };
+            if shard.map.get(&old).is_some_and(|slot| slot.seq == seq) {
+                evicted.extend(shard.map.remove(&old));
+            }
+        }
+        shard.seq += 1;
+        let seq = shard.seq;
+        shard.order.push_back((key, seq));
+        evicted.extend(shard.map.insert(
+            key,
+            Slot {
+                entry: entry.clone(),
+                seq,
+            },
+        ));
+        drop(shard);
+        drop(evicted); // freeing the claims outside the lock
         entry
     }
 
-    /// Entries held now (after running moka's pending maintenance, so the count is current).
+    /// Entries held now that have not expired.
     pub fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        let now = Instant::now();
+        self.shards
+            .iter()
+            .map(|s| {
+                let shard = s.lock().unwrap_or_else(|e| e.into_inner());
+                shard.map.values().filter(|slot| slot.entry.until > now).count() as u64
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified_with_exp(exp: i64) -> VerifiedToken {
+        let mut claims = serde_json::Map::new();
+        claims.insert("exp".into(), exp.into());
+        VerifiedToken {
+            header: serde_json::Map::new(),
+            claims,
+            fingerprint: "00000000".into(),
+            sha256: [0; 32],
+        }
+    }
+
+    fn cache(size: u64) -> TokenCache {
+        let settings = ServerSettings {
+            verify_cache_size: size,
+            ..ServerSettings::default()
+        };
+        TokenCache::new(&settings)
+    }
+
+    fn key(n: u8) -> TokenKey {
+        (1, crate::sha256(&[n]))
+    }
+
+    #[test]
+    fn holds_at_most_its_capacity_and_drops_the_oldest() {
+        for size in [1u64, 5, 32, 100, 1000] {
+            let c = cache(size);
+            for n in 0..=255u8 {
+                c.insert(key(n), verified_with_exp(i64::MAX / 2), 0);
+                assert!(c.entry_count() <= size, "size {size}: {} entries", c.entry_count());
+            }
+            // the newest entry is always there
+            assert!(c.get(&key(255)).is_some());
+        }
+        let c = cache(1000);
+        for n in 0..=255u8 {
+            c.insert(key(n), verified_with_exp(i64::MAX / 2), 0);
+        }
+        assert_eq!(c.entry_count(), 256);
+        assert!((0..=255u8).all(|n| c.get(&key(n)).is_some()));
+    }
+
+    #[test]
+    fn a_replaced_key_is_kept_once_and_an_expired_one_is_gone() {
+        let c = cache(64);
+        c.insert(key(1), verified_with_exp(i64::MAX / 2), 0);
+        c.insert(key(1), verified_with_exp(i64::MAX / 2), 0);
+        assert_eq!(c.entry_count(), 1);
+        // exp already past: handed back, not stored
+        let now = 1_000_000;
+        c.insert(key(2), verified_with_exp(now - 1), now);
+        assert!(c.get(&key(2)).is_none());
+        let zero = cache(0);
+        zero.insert(key(3), verified_with_exp(i64::MAX / 2), 0);
+        assert_eq!(zero.entry_count(), 0);
     }
 }

@@ -44,6 +44,8 @@ pub struct AuthRequest<'a> {
     pub public_key: Option<&'a str>,
     /// `session.contextRequired`: refuse tokens without a `context` claim.
     pub context_required: bool,
+    /// The token's SHA-256 when the caller has it already (the daemon keys its cache by it).
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// A successful check.
@@ -144,11 +146,11 @@ impl VerifiedToken {
         self.claims.get("context").and_then(Value::as_object)
     }
 
-    fn context_field(&self, name: &str) -> Option<&Value> {
+    pub fn context_field(&self, name: &str) -> Option<&Value> {
         self.context().and_then(|c| c.get(name)).filter(|v| !v.is_null())
     }
 
-    fn claim(&self, name: &str) -> Option<&Value> {
+    pub fn claim(&self, name: &str) -> Option<&Value> {
         self.claims.get(name)
     }
 
@@ -485,7 +487,7 @@ impl Verifier {
             },
             "ok".into()
         );
-        let sha256 = crate::sha256(token.as_bytes());
+        let sha256 = request.sha256.unwrap_or_else(|| crate::sha256(token.as_bytes()));
         Ok(Accepted::Token(Box::new(VerifiedToken {
             header,
             claims,

@@ -192,6 +192,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode, UsageError> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    // docker-jitsi-meet's JWT_* variables describe XMPP_DOMAIN's host (a file table of that name wins).
+    config.add_env_host(|name| std::env::var(name).ok())?;
     if let Some(socket) = args.socket {
         config.server.socket = socket;
     }

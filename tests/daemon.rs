@@ -392,6 +392,51 @@ fn hello_wins_over_the_toml_table_of_the_same_host() {
 }
 
 #[test]
+fn docker_environment_defines_a_host() {
+    // The docker-jitsi-meet variables alone: XMPP_DOMAIN's host, origin "env".
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("env.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_token-sidecar"))
+        .args(["serve", "--socket"])
+        .arg(&socket)
+        .envs([
+            ("XMPP_DOMAIN", "meet.jitsi"),
+            ("ENABLE_AUTH", "1"),
+            ("AUTH_TYPE", "jwt"),
+            ("JWT_APP_ID", "myapp"),
+            ("JWT_APP_SECRET", "s3cret"),
+            ("JWT_ACCEPTED_AUDIENCES", "jitsi, other"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start daemon");
+    let deadline = Instant::now() + WAIT;
+    let mut c = loop {
+        if let Ok(stream) = UnixStream::connect(&socket) {
+            drop(stream);
+            break Client::connect(&socket);
+        }
+        assert!(Instant::now() < deadline, "daemon did not listen");
+        thread::sleep(Duration::from_millis(20));
+    };
+    let stats = c.call(json!({"id": 1, "op": "stats"}));
+    assert_eq!(stats["hosts"]["meet.jitsi"]["origin"], "env", "{stats}");
+    let t = hs256(
+        &json!({"iss": "myapp", "aud": "other", "room": "*", "exp": now() + 60}),
+        "s3cret",
+    );
+    let reply = c.call(json!({"id": 2, "op": "auth", "host": "meet.jitsi", "token": t}));
+    assert_eq!(reply["ok"], true, "trimmed audience list: {reply}");
+    // Docker writes enable_domain_verification = false: a token for another sub still joins.
+    let reply = c.call(json!({"id": 3, "op": "room", "host": "meet.jitsi", "token": t,
+        "room": "room1@muc.meet.jitsi", "prefix": "", "room_exists": true}));
+    assert_eq!(reply["ok"], true, "{reply}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
 fn replies_come_back_as_each_finishes() {
     let (pem, sign) = rsa_key();
     let (url, gate) = slow_key_server(pem);

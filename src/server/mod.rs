@@ -154,7 +154,7 @@ pub fn bind(settings: &ServerSettings) -> Result<(UnixListener, u64), StartError
 /// Builds every host's verifier, as the daemon would at start (for `--check-config`).
 pub fn check(config: &Config) -> Result<Vec<String>, StartError> {
     let registry = Registry::default();
-    registry.set_toml(config.hosts.values().cloned())?;
+    registry.set_toml(config)?;
     Ok(config.hosts.values().flat_map(|h| h.warnings()).collect())
 }
 
@@ -162,7 +162,7 @@ pub fn check(config: &Config) -> Result<Vec<String>, StartError> {
 pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), StartError> {
     let settings = config.server.clone();
     let shared = Arc::new(Shared::new(settings.clone()));
-    shared.registry.set_toml(config.hosts.values().cloned())?;
+    shared.registry.set_toml(&config)?;
     for warning in config.hosts.values().flat_map(|h| h.warnings()) {
         tracing::warn!("{warning}");
     }
@@ -237,14 +237,17 @@ fn reload(shared: &Shared, path: Option<&Path>) {
         tracing::warn!("SIGHUP: no --config file to reload");
         return;
     };
-    let config = match Config::load(path) {
+    let config = match Config::load(path).and_then(|mut config| {
+        config.add_env_host(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("SIGHUP: keeping the old config: {e}");
             return;
         }
     };
-    if let Err(e) = shared.registry.set_toml(config.hosts.values().cloned()) {
+    if let Err(e) = shared.registry.set_toml(&config) {
         tracing::error!("SIGHUP: keeping the old config: {e}");
         return;
     }

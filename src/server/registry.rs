@@ -21,6 +21,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     Toml,
+    /// docker-jitsi-meet's `JWT_*` environment (`config::env_host`).
+    Env,
     Hello,
 }
 
@@ -28,6 +30,7 @@ impl Origin {
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::Toml => "toml",
+            Origin::Env => "env",
             Origin::Hello => "hello",
         }
     }
@@ -78,14 +81,20 @@ impl Registry {
         hosts.hello.get(name).or_else(|| hosts.toml.get(name)).cloned()
     }
 
-    /// Replaces all TOML hosts (at start and on SIGHUP), keeping verifiers whose settings are unchanged.
-    pub fn set_toml(&self, settings: impl IntoIterator<Item = HostSettings>) -> Result<(), crate::config::ConfigError> {
+    /// Replaces all hosts of the TOML file and the environment (at start and on SIGHUP), keeping
+    /// verifiers whose settings are unchanged.
+    pub fn set_toml(&self, config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
         let old = self.hosts.read().unwrap_or_else(|e| e.into_inner()).toml.clone();
         let mut new = HashMap::new();
-        for s in settings {
+        for s in config.hosts.values() {
+            let origin = if config.env_hosts.contains(&s.host) {
+                Origin::Env
+            } else {
+                Origin::Toml
+            };
             let host = match old.get(&s.host) {
-                Some(existing) if *existing.verifier.settings() == s => existing.clone(),
-                _ => Arc::new(Host::new(s, Origin::Toml)?),
+                Some(existing) if *existing.verifier.settings() == *s && existing.origin == origin => existing.clone(),
+                _ => Arc::new(Host::new(s.clone(), origin)?),
             };
             new.insert(host.name.clone(), host);
         }

@@ -167,14 +167,15 @@ pub struct CachedToken {
 impl CachedToken {
     fn new(token: &VerifiedToken, until: Instant) -> CachedToken {
         let (reply, split) = super::protocol::accepted_text(token);
+        let room = token.room_session("");
         CachedToken {
             reply: reply.into_boxed_str(),
             split,
             fingerprint: token.fingerprint.clone().into_boxed_str(),
-            room: token.claim("room").cloned(),
-            sub: token.claim("sub").cloned(),
-            context_room: token.context_field("room").cloned(),
-            tenant: token.context_field("tenant").cloned(),
+            room: room.room.cloned(),
+            sub: room.sub.cloned(),
+            context_room: room.context_room.cloned(),
+            tenant: room.tenant.cloned(),
             has_context: token.claims.contains_key("context"),
             until,
         }
@@ -195,7 +196,7 @@ impl CachedToken {
         self.has_context
     }
 
-    /// The claims the room check reads (as `VerifiedToken::room_session`).
+    /// The claims the room check reads, as `VerifiedToken::room_session` gave them.
     pub fn room_session<'a>(&'a self, query_prefix: &'a str) -> RoomSession<'a> {
         RoomSession {
             has_token: true,

@@ -146,11 +146,11 @@ impl VerifiedToken {
         self.claims.get("context").and_then(Value::as_object)
     }
 
-    pub fn context_field(&self, name: &str) -> Option<&Value> {
+    fn context_field(&self, name: &str) -> Option<&Value> {
         self.context().and_then(|c| c.get(name)).filter(|v| !v.is_null())
     }
 
-    pub fn claim(&self, name: &str) -> Option<&Value> {
+    fn claim(&self, name: &str) -> Option<&Value> {
         self.claims.get(name)
     }
 

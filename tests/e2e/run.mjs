@@ -290,6 +290,12 @@ class KeyServer {
       const path = req.url.split('?')[0];
       this.counts.set(path, (this.counts.get(path) ?? 0) + 1);
       this.userAgents.set(path, req.headers['user-agent']);
+      if (path === '/jwks.json') {
+        // A key set (cache_keys_url) holding the test RSA key as kid "k1".
+        const jwk = { ...rsaKeys.publicKey.export({ format: 'jwk' }), kid: 'k1', use: 'sig', alg: 'RS256' };
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+        return;
+      }
       const file = path.startsWith('/asap/') ? this.files.get(path.slice('/asap/'.length)) : undefined;
       if (!file || file.mode === '404') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
@@ -319,6 +325,10 @@ const TOKEN_HOSTS = {
   'empty.example.com': { options: { allow_empty_token: true } },
   'nodv.example.com': { options: { enable_domain_verification: false } },
   'asap.example.com': { asap: true },
+  // REFERENCE case 16: accepted audiences {"jitsi"} only.
+  'aud.example.com': { options: { asap_accepted_audiences: ['jitsi'] } },
+  // REFERENCE case 25: a key set beside the key server.
+  'jwks.example.com': { asap: true, jwks: true },
 };
 
 function lua(v) {
@@ -362,6 +372,7 @@ function prosodyConfig() {
     opt('app_id', 'myapp', '  ');
     if (spec.asap) opt('asap_key_server', `http://127.0.0.1:${keyServer.port}/asap`, '  ');
     else opt('app_secret', SECRET, '  ');
+    if (spec.jwks) opt('cache_keys_url', `http://127.0.0.1:${keyServer.port}/jwks.json`, '  ');
     opt('muc_mapper_domain_base', host, '  ');
     for (const [k, v] of Object.entries(spec.options ?? {})) opt(k, v, '  ');
     opt('modules_enabled', ['test_events', ...(spec.extraModules ?? [])], '  ');
@@ -785,6 +796,13 @@ test("case 17 (DESIGN 1): no room claim → 'room' claim is missing", async () =
   expectSaslFailure(await login({ query: { token: T({ room: undefined }) } }), "'room' claim is missing");
 });
 
+test("case 16 (DESIGN 7): accepted audiences {\"jitsi\"}: aud [\"jitsi\"] → success (the Lua never matches an array); [\"other\"] → invalid 'aud' claim", async () => {
+  const aud = (v) => T({ aud: v, sub: 'aud.example.com' });
+  expectLoginOk(await login({ domain: 'aud.example.com', query: { token: aud(['other', 'jitsi']) } }), 'array aud with an accepted member');
+  expectSaslFailure(await login({ domain: 'aud.example.com', query: { token: aud(['other']) } }), "invalid 'aud' claim");
+  expectSaslFailure(await login({ domain: 'aud.example.com', query: { token: aud('other') } }), "invalid 'aud' claim");
+});
+
 // --- Key server (asap.example.com) -----------------------------------------------------------
 
 const rs = (claims = {}, header = {}) => T({ sub: 'asap.example.com', ...claims }, { header: { alg: 'RS256', kid: 'jitsi/key1', ...header } });
@@ -808,6 +826,21 @@ test("case 20: key server host: HS256 token without kid → 'kid' claim is missi
     "'kid' claim is missing");
   expectSaslFailure(await login({ domain: 'asap.example.com', query: { token: T({ sub: 'asap.example.com' }, { header: { kid: 'jitsi/key1' } }) } }),
     "'kid' claim only support with RS family");
+});
+
+test('case 23: RS384 token with kid, signature_algorithm unset (RS256 only) → key fetched, then Invalid or incorrect alg', async () => {
+  keyServer.set('jitsi/key384', 'ok');
+  const c = await login({ domain: 'asap.example.com', query: { token: rs(user('rs384'), { alg: 'RS384', kid: 'jitsi/key384' }) } });
+  expectSaslFailure(c, 'Invalid or incorrect alg');
+  check(keyServer.count('jitsi/key384') === 1, `key server got ${keyServer.count('jitsi/key384')} requests for the RS384 kid, expected 1`);
+});
+
+test('case 25: cache_keys_url JWKS beside asap_key_server: RS256 kid "k1" → success with no per-kid fetch', async () => {
+  const token = T({ ...user('jwks'), sub: 'jwks.example.com' }, { header: { alg: 'RS256', kid: 'k1' } });
+  const perKid = () => keyServer.count('k1');
+  expectLoginOk(await login({ domain: 'jwks.example.com', query: { token } }), 'RS256 login from the key set');
+  check(perKid() === 0, `the key server got ${perKid()} request(s) for ${keyServer.pathFor('k1')}`);
+  check((keyServer.counts.get('/jwks.json') ?? 0) >= 1, 'the key set was never fetched');
 });
 
 test('case 21: key server 404 → could not obtain public key (twice; at most 2 requests: DESIGN 3 caches the 404 briefly)', async () => {

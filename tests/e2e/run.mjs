@@ -329,6 +329,8 @@ const TOKEN_HOSTS = {
   'aud.example.com': { options: { asap_accepted_audiences: ['jitsi'] } },
   // REFERENCE case 25: a key set beside the key server.
   'jwks.example.com': { asap: true, jwks: true },
+  // REFERENCE case 19: the key server URL ends with "/".
+  'slash.example.com': { asap: true, slash: true },
 };
 
 function lua(v) {
@@ -370,7 +372,7 @@ function prosodyConfig() {
     lines.push(`VirtualHost ${lua(host)}`);
     opt('authentication', 'token', '  ');
     opt('app_id', 'myapp', '  ');
-    if (spec.asap) opt('asap_key_server', `http://127.0.0.1:${keyServer.port}/asap`, '  ');
+    if (spec.asap) opt('asap_key_server', `http://127.0.0.1:${keyServer.port}/asap${spec.slash ? '/' : ''}`, '  ');
     else opt('app_secret', SECRET, '  ');
     if (spec.jwks) opt('cache_keys_url', `http://127.0.0.1:${keyServer.port}/jwks.json`, '  ');
     opt('muc_mapper_domain_base', host, '  ');
@@ -826,6 +828,15 @@ test("case 20: key server host: HS256 token without kid → 'kid' claim is missi
     "'kid' claim is missing");
   expectSaslFailure(await login({ domain: 'asap.example.com', query: { token: T({ sub: 'asap.example.com' }, { header: { kid: 'jitsi/key1' } }) } }),
     "'kid' claim only support with RS family");
+});
+
+test('case 19 (DESIGN 3): key server URL ending in "/" → one slash in the request path; login succeeds', async () => {
+  keyServer.set('jitsi/slash', 'ok');
+  const c = await login({ domain: 'slash.example.com', query: { token: rs({ ...user('slash'), sub: 'slash.example.com' }, { kid: 'jitsi/slash' }) } });
+  expectLoginOk(c, 'RS256 login with a trailing-slash key server URL');
+  check(keyServer.count('jitsi/slash') === 1, `requests for ${keyServer.pathFor('jitsi/slash')}: ${keyServer.count('jitsi/slash')}`);
+  const doubled = [...keyServer.counts.keys()].filter((p) => p.includes('//'));
+  check(doubled.length === 0, `paths with "//" requested: ${doubled.join(', ')}`);
 });
 
 test('case 23: RS384 token with kid, signature_algorithm unset (RS256 only) → key fetched, then Invalid or incorrect alg', async () => {

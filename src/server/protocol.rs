@@ -401,11 +401,12 @@ pub(super) fn accepted_text(token: &VerifiedToken) -> (String, usize) {
         session: token.session_view(),
         token_sha256: Sha256Hex(&token.sha256),
     };
-    // Serialising JSON values into memory cannot fail; `{}` keeps the split valid if it did.
-    let mut text = serde_json::to_string(&head).unwrap_or_else(|_| "{}".into());
+    // Serialising JSON values into memory cannot fail; if it did, the fallbacks still make a
+    // valid (if bare) accepted reply.
+    let mut text = serde_json::to_string(&head).unwrap_or_else(|_| r#"{"anonymous":false}"#.into());
     text.pop(); // `}`
     let split = text.len();
-    let tail = serde_json::to_string(&tail).unwrap_or_else(|_| "{}".into());
+    let tail = serde_json::to_string(&tail).unwrap_or_else(|_| r#"{"ok":true}"#.into());
     text.push_str(&tail[1..]); // without `{`
     (text, split)
 }

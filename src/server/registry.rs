@@ -260,11 +260,10 @@ impl Hasher for DigestHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8).take(1) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.write_u64(u64::from_le_bytes(word));
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
@@ -298,9 +297,7 @@ impl TokenCache {
         if slot.entry.until > Instant::now() {
             return Some(slot.entry.clone());
         }
-        let expired = shard.map.remove(key);
-        drop(shard);
-        drop(expired); // freeing the claims outside the lock
+        shard.map.remove(key);
         None
     }
 
@@ -315,28 +312,25 @@ impl TokenCache {
         if left.is_zero() || self.shard_capacity == 0 {
             return entry;
         }
-        let mut evicted = Vec::new();
         let mut shard = self.shard(&key);
         while shard.order.len() >= self.shard_capacity {
             let Some((old, seq)) = shard.order.pop_front() else {
                 break;
             };
             if shard.map.get(&old).is_some_and(|slot| slot.seq == seq) {
-                evicted.extend(shard.map.remove(&old));
+                shard.map.remove(&old);
             }
         }
         shard.seq += 1;
         let seq = shard.seq;
         shard.order.push_back((key, seq));
-        evicted.extend(shard.map.insert(
+        shard.map.insert(
             key,
             Slot {
                 entry: entry.clone(),
                 seq,
             },
-        ));
-        drop(shard);
-        drop(evicted); // freeing the claims outside the lock
+        );
         entry
     }
 

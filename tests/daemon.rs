@@ -727,3 +727,52 @@ fn check_config_validates_and_exits() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("app_id"));
 }
+
+/// The daemon's replies, byte for byte, for requests covering every op, refusal and error
+/// (tests/golden/replies.txt). Refactors must not change what goes over the wire.
+#[test]
+fn golden_replies_are_byte_for_byte_the_recorded_ones() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/replies.txt");
+    let text = std::fs::read_to_string(&golden).expect("read tests/golden/replies.txt");
+    let hosts = "\
+[hosts.\"meet.example.com\"]\napp_id = \"myapp\"\napp_secret = \"s3cret\"\nmuc_mapper_domain_base = \"meet.example.com\"\n\
+[hosts.\"empty.example.com\"]\napp_id = \"myapp\"\napp_secret = \"s3cret\"\nallow_empty_token = true\nmuc_mapper_domain_base = \"empty.example.com\"\n\
+[hosts.\"nodv.example.com\"]\napp_id = \"myapp\"\napp_secret = \"s3cret\"\nenable_domain_verification = false\n\
+[hosts.\"nomuc.example.com\"]\napp_id = \"myapp\"\napp_secret = \"s3cret\"\n\
+[hosts.\"asap.example.com\"]\napp_id = \"myapp\"\nasap_key_server = \"http://127.0.0.1:9/asap\"\n";
+    let daemon = Daemon::start(hosts);
+    let mut client = daemon.client();
+    let update = std::env::var_os("GOLDEN_UPDATE").is_some();
+    let mut out = String::new();
+    let mut mismatches = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(request) = line.strip_prefix("> ") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let expected = lines
+            .next()
+            .and_then(|l| l.strip_prefix("< "))
+            .expect("a '< ' line after each '> ' line");
+        client.send_raw(format!("{request}\n").as_bytes());
+        let mut reply = String::new();
+        client.reader.read_line(&mut reply).expect("a reply");
+        let reply = reply.strip_suffix('\n').expect("a whole line");
+        if reply != expected {
+            mismatches.push(format!("request {request}\n  expected {expected}\n  got      {reply}"));
+        }
+        out.push_str(&format!("> {request}\n< {reply}\n"));
+    }
+    if update {
+        std::fs::write(&golden, out).expect("write tests/golden/replies.txt");
+        return;
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} replies changed:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}

@@ -8,13 +8,13 @@ use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{self, KeyPair as _};
-use aws_lc_rs::{encoding::AsDer, hmac, rand::SystemRandom};
+use aws_lc_rs::{hmac, signature};
 use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::Algorithm;
 use serde_json::json;
 use token_sidecar::config::Config;
-use token_sidecar::token::{Accepted, AuthRequest, Minter, Verifier, base64url};
+use token_sidecar::keys::SigningKey;
+use token_sidecar::token::{Accepted, AuthRequest, Minter, Verifier};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("component: SHA-256 fingerprint", |b| {
-        b.iter(|| token_sidecar::fingerprint(black_box(&hs_token)))
+        b.iter(|| token_sidecar::digest::fingerprint(black_box(hs_token.as_bytes())))
     });
     let minimal = json!({"iss": "myapp", "aud": "jitsi", "room": "room1", "exp": NOW + 3600});
     let minimal_token = minter.sign(minimal.as_object().expect("object")).expect("sign");
@@ -124,26 +124,15 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let pair = KeyPair::generate(KeySize::Rsa2048).expect("rsa keygen");
-    let spki = pair.public_key().as_der().expect("spki");
-    let base = serve_forever(pem("PUBLIC KEY", spki.as_ref()));
+    let key = SigningKey::generate_rsa().expect("rsa keygen");
+    let spki = key.public_key_der().expect("spki");
+    let base = serve_forever(pem("PUBLIC KEY", &spki));
     let rs_config = format!("[hosts.\"meet.example.com\"]\napp_id = \"myapp\"\nasap_key_server = \"{base}\"\n");
     let rs = Config::from_toml(&rs_config).expect("config").hosts["meet.example.com"].clone();
-    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "jitsi/key1"});
-    let input = format!(
-        "{}.{}",
-        base64url(header.to_string().as_bytes()),
-        base64url(claims().to_string().as_bytes())
-    );
-    let mut sig = vec![0u8; pair.public_modulus_len()];
-    pair.sign(
-        &signature::RSA_PKCS1_SHA256,
-        &SystemRandom::new(),
-        input.as_bytes(),
-        &mut sig,
-    )
-    .expect("rsa sign");
-    let rs_token = format!("{input}.{}", base64url(&sig));
+    let rs_minter = Minter::new(key, Algorithm::RS256, Some("jitsi/key1".into())).expect("minter");
+    let rs_token = rs_minter.sign(&claims()).expect("rsa sign");
+    let (input, sig) = rs_token.rsplit_once('.').expect("dot");
+    let sig = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig).expect("b64");
     let rs_verifier = Verifier::new(rs).expect("verifier");
     assert!(verify_ok(&rs_verifier, &rs_token), "RS256 token refused");
 
@@ -151,7 +140,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("verify (full pipeline, key cached)", |b| {
         b.iter(|| verify_ok(&rs_verifier, black_box(&rs_token)))
     });
-    let parsed = signature::ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, spki.as_ref()).expect("parse");
+    let parsed = signature::ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &spki).expect("parse");
     group.bench_function("baseline: one RSA-2048 verify", |b| {
         b.iter(|| {
             parsed

@@ -29,7 +29,7 @@ fn claims() -> Value {
 fn key_path(kid: &str) -> String {
     format!(
         "/asap/{}.pem",
-        token_sidecar::hex(&token_sidecar::sha256(kid.as_bytes()))
+        token_sidecar::digest::hex(&token_sidecar::digest::sha256(kid.as_bytes()))
     )
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use common::keys::hs_jwt;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use token_sidecar::token::base64url;
 
 const HOST: &str = "meet.example.com";
 const WAIT: Duration = Duration::from_secs(20);
@@ -153,24 +152,34 @@ impl Drop for Daemon {
     }
 }
 
+/// The tests' client: the library's protocol client, driven from these synchronous tests on one
+/// shared runtime, with every wait bounded.
 struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    inner: token_sidecar::protocol::client::Client,
+}
+
+static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+});
+
+fn bounded<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    RUNTIME
+        .block_on(async { tokio::time::timeout(WAIT, future).await })
+        .unwrap_or_else(|_| panic!("{what}: nothing within {WAIT:?}"))
 }
 
 impl Client {
     fn connect(path: &Path) -> Client {
-        let stream = UnixStream::connect(path).expect("connect");
-        stream.set_read_timeout(Some(WAIT)).expect("timeout");
-        stream.set_write_timeout(Some(WAIT)).expect("timeout");
-        Client {
-            reader: BufReader::new(stream.try_clone().expect("clone")),
-            writer: stream,
-        }
+        let inner = bounded("connect", token_sidecar::protocol::client::Client::connect(path)).expect("connect");
+        Client { inner }
     }
 
     fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).expect("write");
+        bounded("write", self.inner.send_raw(bytes)).expect("write");
     }
 
     fn send(&mut self, request: &Value) {
@@ -179,10 +188,14 @@ impl Client {
         self.send_raw(&line);
     }
 
+    /// The next reply line, as sent.
+    fn recv_line(&mut self) -> String {
+        let line = bounded("read a reply", self.inner.recv_line()).expect("a reply line");
+        String::from_utf8(line).expect("UTF-8")
+    }
+
     fn recv(&mut self) -> Value {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).expect("read a reply in time");
-        assert!(n > 0, "connection closed while waiting for a reply");
+        let line = self.recv_line();
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {line:?}"))
     }
 
@@ -231,27 +244,9 @@ fn slow_key_server(pem: String) -> (String, mpsc::Sender<()>) {
 
 /// An RSA-2048 key pair: the public key as PEM, and a function signing RS256 tokens with `kid`.
 fn rsa_key() -> (String, impl Fn(&Value, &str) -> String) {
-    use aws_lc_rs::encoding::AsDer;
-    use aws_lc_rs::signature::KeyPair;
-    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa");
-    let der = pair.public_key().as_der().expect("der");
-    let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", der.as_ref().to_vec()));
-    let sign = move |claims: &Value, kid: &str| {
-        let input = format!(
-            "{}.{}",
-            base64url(json!({"alg": "RS256", "typ": "JWT", "kid": kid}).to_string().as_bytes()),
-            base64url(claims.to_string().as_bytes())
-        );
-        let mut sig = vec![0u8; pair.public_modulus_len()];
-        pair.sign(
-            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-            &aws_lc_rs::rand::SystemRandom::new(),
-            input.as_bytes(),
-            &mut sig,
-        )
-        .expect("sign");
-        format!("{input}.{}", base64url(&sig))
-    };
+    let key = common::keys::TestKey::rsa();
+    let pem = key.public_pem();
+    let sign = move |claims: &Value, kid: &str| key.jwt(Some(kid), claims);
     (pem, sign)
 }
 
@@ -295,7 +290,7 @@ fn every_op_answers_over_the_socket() {
     assert_eq!(reply["session"]["jitsi_meet_auth_issuer"], "myapp");
     assert_eq!(reply["session"]["jitsi_meet_context_user"]["name"], "Alice");
     assert_eq!(reply["session"]["jitsi_meet_str_tenant"], "acme");
-    assert_eq!(reply["fingerprint"], token_sidecar::fingerprint(&t));
+    assert_eq!(reply["fingerprint"], token_sidecar::digest::fingerprint(t.as_bytes()));
     assert!(reply["exp"].is_i64());
     let sha = reply["token_sha256"].as_str().expect("token_sha256").to_owned();
     assert_eq!(sha.len(), 64);
@@ -708,10 +703,210 @@ fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     let config = daemon.dir.path().join("second.toml");
     std::fs::write(&config, Daemon::config_text(&daemon.socket, "")).expect("write");
     let out = Daemon::spawn(&config, &[]).output().expect("run");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "a run-time failure, not a usage error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("another daemon is listening"), "{stderr}");
     daemon.client().ping(2);
+}
+
+#[test]
+fn a_socket_that_cannot_be_bound_exits_1_with_the_cause_and_a_bad_config_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = dir.path().join("not-a-directory");
+    std::fs::write(&blocker, "").expect("write");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, Daemon::config_text(&blocker.join("ts.sock"), "")).expect("write");
+    let out = Daemon::spawn(&config, &[]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let cause = format!(
+        "error: {}: create directory: File exists (os error 17)",
+        blocker.display()
+    );
+    assert!(stderr.contains(&cause), "the cause chain on one line: {stderr}");
+
+    std::fs::write(&config, "[server]\nmax_inflight = 0\n").expect("write");
+    let out = Daemon::spawn(&config, &[]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[server] max_inflight: expected a whole number"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sighup_with_a_socket_flag_warns_only_when_server_settings_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("flag.sock");
+    let config = dir.path().join("c.toml");
+    let log = dir.path().join("daemon.log");
+    // The file names another socket: the flag wins at start and must win at every reload too.
+    let file = |extra: &str| {
+        let text = format!(
+            "{}{extra}{}",
+            Daemon::config_text(&dir.path().join("file.sock"), ""),
+            base_host_toml(HOST)
+        );
+        std::fs::write(&config, text).expect("write");
+    };
+    file("");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_token-sidecar"));
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket);
+    cmd.env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"));
+    let mut child = cmd.spawn().expect("start");
+    let pid = child.id();
+    let guard = scopeguard(move || {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    });
+    let deadline = Instant::now() + WAIT;
+    while UnixStream::connect(&socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not listen on {}",
+            socket.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let reloads = || {
+        std::fs::read_to_string(&log)
+            .expect("log")
+            .matches("SIGHUP: config reloaded")
+            .count()
+    };
+    let hup = |expected: usize| {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let deadline = Instant::now() + WAIT;
+        while reloads() < expected {
+            assert!(Instant::now() < deadline, "no reload logged");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    hup(1);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(!text.contains("[server] changes"), "an unchanged file warned: {text}");
+
+    file("max_inflight = 8\n");
+    hup(2);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(
+        text.matches("[server] changes take effect at the next restart").count(),
+        1,
+        "{text}"
+    );
+    let mut c = Client::connect(&socket);
+    c.ping(1);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(guard);
+}
+
+/// Runs `f` when dropped (so a failed assertion does not leave a daemon behind).
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// A room join uses the verdict of the login: not the token's age (docs/COMPATIBILITY.md).
+#[test]
+fn a_join_after_the_token_expired_uses_the_login() {
+    let daemon = Daemon::start(&base_host_toml(HOST));
+    let mut c = daemon.client();
+    let t = token(json!({"exp": now() + 2}));
+    let login = c.call(json!({"id": 1, "op": "auth", "host": HOST, "token": t}));
+    assert_eq!(login["ok"], true, "{login}");
+    let sha = login["token_sha256"].as_str().expect("token_sha256").to_owned();
+    thread::sleep(Duration::from_secs(3));
+    let room = |c: &mut Client, id: u64, extra: Value| {
+        let mut request = json!({"id": id, "op": "room", "host": HOST, "room": "room1@conference.meet.example.com"});
+        for (k, v) in extra.as_object().expect("object") {
+            request[k] = v.clone();
+        }
+        c.call(request)
+    };
+    // The same token: remembered, so its claims decide and its exp does not.
+    let joined = room(&mut c, 2, json!({"token": t}));
+    assert_eq!(joined["ok"], true, "{joined}");
+    let joined = room(&mut c, 3, json!({"token_sha256": sha}));
+    assert_eq!(joined["ok"], true, "{joined}");
+    let other = c.call(json!({"id": 4, "op": "room", "host": HOST, "token_sha256": sha,
+        "room": "room2@conference.meet.example.com"}));
+    assert_eq!(other["text"], "Room and token mismatched", "{other}");
+    // A login is not re-used once the token expired.
+    let again = c.call(json!({"id": 5, "op": "auth", "host": HOST, "token": t}));
+    assert!(
+        again["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Not acceptable by exp")),
+        "{again}"
+    );
+}
+
+#[test]
+fn a_join_the_daemon_does_not_remember_uses_the_session_fields_or_the_token_without_its_times() {
+    let daemon = Daemon::start(&base_host_toml(HOST));
+    let mut c = daemon.client();
+    let unknown = "ab".repeat(32);
+    let session = json!({"jitsi_meet_room": "room1", "jitsi_meet_domain": HOST});
+    let room = "room1@conference.meet.example.com";
+    // After a restart: the shim's copy of what the login set.
+    let r =
+        c.call(json!({"id": 1, "op": "room", "host": HOST, "room": room, "token_sha256": unknown, "session": session}));
+    assert_eq!(r["ok"], true, "{r}");
+    let r = c.call(
+        json!({"id": 2, "op": "room", "host": HOST, "token_sha256": unknown, "session": session,
+        "room": "room2@conference.meet.example.com"}),
+    );
+    assert_eq!(r["text"], "Room and token mismatched", "{r}");
+    // A session that had a token but no claims (a guest that sent ?token= to an anonymous host).
+    let r = c.call(json!({"id": 3, "op": "room", "host": HOST, "room": room, "session": {}}));
+    assert_eq!(r["jitmeet"], "room-name-does-not-match", "{r}");
+    // Only a token, expired an hour ago, never seen: verified again, but not its times.
+    let expired = token(json!({"exp": now() - 3600}));
+    let r = c.call(json!({"id": 4, "op": "room", "host": HOST, "room": room, "token": expired}));
+    assert_eq!(r["ok"], true, "{r}");
+    let forged = hs256(
+        &json!({"iss": "myapp", "aud": "jitsi", "sub": HOST, "room": "room1"}),
+        "wrong",
+    );
+    let r = c.call(json!({"id": 5, "op": "room", "host": HOST, "room": room, "token": forged}));
+    assert_eq!(r["text"], "Invalid signature", "{r}");
+    // A token_sha256 alone that nobody remembers: the shim must send what it has.
+    let r = c.call(json!({"id": 6, "op": "room", "host": HOST, "room": room, "token_sha256": unknown}));
+    assert_eq!(r["error"], "unknown-token", "{r}");
+}
+
+#[test]
+fn a_login_on_one_host_joins_rooms_under_another_hosts_rules() {
+    let other = "[hosts.\"other.example.com\"]\napp_id = \"otherapp\"\napp_secret = \"another secret\"\nmuc_mapper_domain_base = \"meet.example.com\"\n";
+    let daemon = Daemon::start(&format!("{}{other}", base_host_toml(HOST)));
+    let mut c = daemon.client();
+    let login = c.call(json!({"id": 1, "op": "auth", "host": HOST, "token": token(json!({}))}));
+    let sha = login["token_sha256"].as_str().expect("token_sha256").to_owned();
+    // other.example.com could not verify this token (another secret), but the session logged in.
+    let r = c.call(
+        json!({"id": 2, "op": "room", "host": "other.example.com", "token_sha256": sha,
+        "room": "room1@conference.meet.example.com"}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
 }
 
 #[test]
@@ -757,9 +952,7 @@ fn golden_replies_are_byte_for_byte_the_recorded_ones() {
             .and_then(|l| l.strip_prefix("< "))
             .expect("a '< ' line after each '> ' line");
         client.send_raw(format!("{request}\n").as_bytes());
-        let mut reply = String::new();
-        client.reader.read_line(&mut reply).expect("a reply");
-        let reply = reply.strip_suffix('\n').expect("a whole line");
+        let reply = client.recv_line();
         if reply != expected {
             mismatches.push(format!("request {request}\n  expected {expected}\n  got      {reply}"));
         }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use common::http::{Response, TestServer};
 use common::keys::{TestKey, WEAK_RSA_1024_PEM};
 use serde_json::json;
-use token_sidecar::keys::{FetchSettings, JwksSource, JwksTiming, KeyError, KeyKind, KeyServer, VerifyingKey};
+use token_sidecar::keys::{
+    FetchSettings, JwksSource, JwksTiming, KeyError, KeyKind, KeyServer, KeySourceError, VerifyingKey,
+};
 
 const MSG: &[u8] = b"header.payload";
 
@@ -138,14 +140,13 @@ fn url_building() {
     }
     let server = KeyServer::new("http://127.0.0.1:9/", settings()).expect("valid base");
     let kid = "vpaas-magic-cookie-1234/abcdef";
-    let expected = token_sidecar::hex(&token_sidecar::sha256(kid.as_bytes()));
+    let expected = token_sidecar::digest::hex(&token_sidecar::digest::sha256(kid.as_bytes()));
     assert_eq!(server.url_for(kid), format!("http://127.0.0.1:9/{expected}.pem"));
 
     let file = KeyServer::new("file:///etc/prosody/keys", settings()).err();
-    assert_eq!(
-        file.as_deref(),
-        Some("asap_key_server: file:// URLs are not supported; use http or https")
-    );
+    assert_eq!(file, Some(KeySourceError::Scheme { scheme: "file".into() }));
+    let query = KeyServer::new("https://keys.example.com/asap?x=1", settings()).err();
+    assert!(matches!(query, Some(KeySourceError::Query { .. })), "{query:?}");
     for bad in ["", "keys.example.com/asap", "ftp://keys.example.com/", "http://"] {
         assert!(KeyServer::new(bad, settings()).is_err(), "{bad:?}");
     }

@@ -12,7 +12,8 @@ use reqwest::{Client, StatusCode, Url, header, redirect};
 
 use super::KeySourceStats;
 
-/// How keys are fetched and cached (host options `asap_key_*` and `jwt_pubkey_cache_size`).
+/// How keys are fetched and cached (host options `asap_key_*` and `jwt_pubkey_cache_size`; their
+/// defaults are in the host-option table, `config::options`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchSettings {
     /// How long a fetched key is used before it is fetched again (`asap_key_ttl`).
@@ -32,37 +33,58 @@ pub struct FetchSettings {
     pub unknown_kid_rate: u32,
 }
 
-impl Default for FetchSettings {
-    fn default() -> Self {
-        FetchSettings {
-            ttl: Duration::from_secs(3600),
-            stale_if_error: Duration::from_secs(86400),
-            negative_ttl: Duration::from_secs(10),
-            timeout: Duration::from_secs(3),
-            retries: 2,
-            cache_size: 128,
-            unknown_kid_rate: 10,
-        }
-    }
-}
-
 /// Why a key could not be had. `Display` is for admins: it names the URL and what to check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// An HTTP status other than 200.
     #[error("HTTP {status} from {url}")]
-    Status { url: String, status: u16 },
+    Status {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// No answer in time, on every try.
     #[error("no answer from {url} within {timeout_ms} ms ({tries} tries)")]
-    Timeout { url: String, timeout_ms: u64, tries: u32 },
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The timeout of one try.
+        timeout_ms: u64,
+        /// Tries made.
+        tries: u32,
+    },
+    /// No connection.
     #[error("could not connect to {url}: {detail}")]
-    Connect { url: String, detail: String },
+    Connect {
+        /// The URL.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// An answer that is not a key (or a key set).
     #[error("{url} did not return a usable key: {detail}")]
-    BadBody { url: String, detail: String },
+    BadBody {
+        /// The URL.
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Key material that cannot be used.
     #[error("not a usable public key: {0}")]
     BadKey(String),
+    /// An RSA key under 2048 bits.
     #[error("RSA key of {bits} bits refused: at least 2048 are required")]
-    WeakKey { bits: u32 },
+    WeakKey {
+        /// Its size.
+        bits: u32,
+    },
+    /// The unknown-kid fetch budget is spent.
     #[error("too many fetches for unknown kids; kid {kid:?} not fetched")]
-    RateLimited { kid: String },
+    RateLimited {
+        /// The kid not fetched.
+        kid: String,
+    },
 }
 
 impl KeyError {
@@ -88,27 +110,77 @@ fn backoff(retry: u32) -> Duration {
     Duration::from_millis((100 * factor).min(1000))
 }
 
-/// Checks that `url` is an http(s) URL we can fetch from; `option` names the host option in
-/// messages.
-pub(super) fn parse_http_url(url: &str, option: &str) -> Result<Url, String> {
+/// Why a key source (`asap_key_server`, `cache_keys_url`) cannot be used. `Display` says what is
+/// wrong with the URL; callers name the host and option.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeySourceError {
+    /// Not a URL at all.
+    #[error("{url:?} is not a URL ({reason})")]
+    NotAUrl {
+        /// The text given.
+        url: String,
+        /// What the URL parser said.
+        reason: String,
+    },
+    /// A scheme other than http or https (`file://` included).
+    #[error("{scheme}:// URLs are not supported; use http or https")]
+    Scheme {
+        /// The scheme given.
+        scheme: String,
+    },
+    /// No host name.
+    #[error("{url:?} has no host")]
+    NoHost {
+        /// The URL given.
+        url: String,
+    },
+    /// A `#fragment`, which would never reach the server.
+    #[error("{url:?} must not have a #fragment")]
+    Fragment {
+        /// The URL given.
+        url: String,
+    },
+    /// A `?query` on a key server base URL, which the key file name is appended to.
+    #[error("{url:?} must not have a ?query (the key file name is appended to it)")]
+    Query {
+        /// The URL given.
+        url: String,
+    },
+    /// The HTTP client could not be built (a broken TLS set-up, say).
+    #[error("could not build the HTTP client for {url}: {detail}")]
+    Client {
+        /// The URL given.
+        url: String,
+        /// The client library's error chain.
+        detail: String,
+    },
+}
+
+/// Checks that `url` is an http(s) URL keys can be fetched from: the one place URLs of key
+/// sources are validated (the config loader calls it too).
+pub fn parse_http_url(url: &str) -> Result<Url, KeySourceError> {
     let trimmed = url.trim();
-    if trimmed.is_empty() {
-        return Err(format!("{option} is empty; set it to an http or https URL"));
-    }
-    let parsed = Url::parse(trimmed).map_err(|e| format!("{option}: {trimmed:?} is not a URL ({e})"))?;
+    let parsed = Url::parse(trimmed).map_err(|e| KeySourceError::NotAUrl {
+        url: trimmed.to_owned(),
+        reason: e.to_string(),
+    })?;
     match parsed.scheme() {
         "http" | "https" => {}
         other => {
-            return Err(format!(
-                "{option}: {other}:// URLs are not supported; use http or https"
-            ));
+            return Err(KeySourceError::Scheme {
+                scheme: other.to_owned(),
+            });
         }
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{option}: {trimmed:?} has no host"));
+        return Err(KeySourceError::NoHost {
+            url: trimmed.to_owned(),
+        });
     }
     if parsed.fragment().is_some() {
-        return Err(format!("{option}: {trimmed:?} must not have a #fragment"));
+        return Err(KeySourceError::Fragment {
+            url: trimmed.to_owned(),
+        });
     }
     Ok(parsed)
 }
@@ -125,7 +197,7 @@ fn is_loopback(url: &Url) -> bool {
 
 /// The HTTP client for one key source: timeouts from `settings`, no redirects, our User-Agent,
 /// the system proxy unless the URL is on loopback.
-pub(super) fn build_client(url: &Url, settings: &FetchSettings) -> Result<Client, String> {
+pub(super) fn build_client(url: &Url, settings: &FetchSettings) -> Result<Client, KeySourceError> {
     let mut builder = Client::builder()
         .user_agent(USER_AGENT)
         .redirect(redirect::Policy::none())
@@ -136,9 +208,10 @@ pub(super) fn build_client(url: &Url, settings: &FetchSettings) -> Result<Client
     if is_loopback(url) {
         builder = builder.no_proxy();
     }
-    builder
-        .build()
-        .map_err(|e| format!("could not build the HTTP client for {url}: {}", error_chain(&e)))
+    builder.build().map_err(|e| KeySourceError::Client {
+        url: url.to_string(),
+        detail: error_chain(&e),
+    })
 }
 
 /// A successful answer.
@@ -323,16 +396,20 @@ mod tests {
 
     #[test]
     fn urls_are_checked() {
-        assert!(parse_http_url("https://keys.example.com/asap", "asap_key_server").is_ok());
-        assert!(parse_http_url("http://127.0.0.1:8080/", "asap_key_server").is_ok());
-        let file = parse_http_url("file:///etc/keys", "asap_key_server").expect_err("file");
-        assert_eq!(
-            file,
-            "asap_key_server: file:// URLs are not supported; use http or https"
-        );
-        assert!(parse_http_url("", "x").expect_err("empty").contains("empty"));
-        assert!(parse_http_url("keys.example.com", "x").is_err());
-        assert!(parse_http_url("https://k.example/#frag", "x").is_err());
+        assert!(parse_http_url("https://keys.example.com/asap").is_ok());
+        assert!(parse_http_url(" http://127.0.0.1:8080/ ").is_ok());
+        let file = parse_http_url("file:///etc/keys").expect_err("file");
+        assert_eq!(file, KeySourceError::Scheme { scheme: "file".into() });
+        assert_eq!(file.to_string(), "file:// URLs are not supported; use http or https");
+        assert!(matches!(parse_http_url(""), Err(KeySourceError::NotAUrl { .. })));
+        assert!(matches!(
+            parse_http_url("keys.example.com"),
+            Err(KeySourceError::NotAUrl { .. })
+        ));
+        assert!(matches!(
+            parse_http_url("https://k.example/#frag"),
+            Err(KeySourceError::Fragment { .. })
+        ));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Client;
 
-use super::fetch::{self, Counters};
+use super::fetch::{self, Counters, KeySourceError};
 use super::{FetchSettings, KeyError, KeySourceStats, VerifyingKey};
 
 /// The intervals a key set keeps. The defaults follow the Lua plugin; tests shorten them.
@@ -44,6 +44,8 @@ impl Default for JwksTiming {
     }
 }
 
+/// A key set fetched from `cache_keys_url` (JWKS or a Firebase-style certificate map), refreshed
+/// by its `Cache-Control` and looked up by `kid`.
 pub struct JwksSource {
     url: String,
     inner: Arc<Inner>,
@@ -102,13 +104,13 @@ impl KeySet {
 
 impl JwksSource {
     /// `url` must be an http or https URL. Nothing is fetched until the first lookup or `refresh`.
-    pub fn new(url: &str, settings: FetchSettings) -> Result<Self, String> {
+    pub fn new(url: &str, settings: FetchSettings) -> Result<Self, KeySourceError> {
         Self::with_timing(url, settings, JwksTiming::default())
     }
 
     /// Like [`JwksSource::new`], with other intervals (tests shorten them).
-    pub fn with_timing(url: &str, settings: FetchSettings, timing: JwksTiming) -> Result<Self, String> {
-        let parsed = fetch::parse_http_url(url, "cache_keys_url")?;
+    pub fn with_timing(url: &str, settings: FetchSettings, timing: JwksTiming) -> Result<Self, KeySourceError> {
+        let parsed = fetch::parse_http_url(url)?;
         let client = fetch::build_client(&parsed, &settings)?;
         let url = url.trim().to_string();
         Ok(JwksSource {

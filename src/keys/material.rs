@@ -31,10 +31,18 @@ const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 /// What a key is, and so which algorithms it can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
+    /// A shared secret: HS256/384/512.
     Hmac,
-    Rsa { bits: u32 },
+    /// An RSA public key: RS256/384/512.
+    Rsa {
+        /// Its size.
+        bits: u32,
+    },
+    /// An EC P-256 public key: ES256.
     EcP256,
+    /// An EC P-384 public key: ES384.
     EcP384,
+    /// An Ed25519 public key: EdDSA.
     Ed25519,
 }
 
@@ -88,7 +96,7 @@ impl VerifyingKey {
                 hs384: hmac::Key::new(hmac::HMAC_SHA384, secret),
                 hs512: hmac::Key::new(hmac::HMAC_SHA512, secret),
             })),
-            fingerprint: short_fingerprint(secret),
+            fingerprint: crate::digest::fingerprint(secret),
         }
     }
 
@@ -200,6 +208,7 @@ impl VerifyingKey {
         Ok(key)
     }
 
+    /// What the key is.
     pub fn kind(&self) -> KeyKind {
         self.kind
     }
@@ -248,17 +257,12 @@ fn bad(reason: impl Into<String>) -> KeyError {
     KeyError::BadKey(reason.into())
 }
 
-fn short_fingerprint(bytes: &[u8]) -> String {
-    let digest = crate::sha256(bytes);
-    crate::hex(digest.get(..4).unwrap_or(&digest))
-}
-
 /// The fingerprint of a parsed public key: over its canonical SPKI DER, so the same key gives
 /// the same fingerprint whether it came as PEM, PKCS#1 or JWK.
 fn public_fingerprint(key: &ParsedPublicKey) -> String {
     match key.as_der() {
-        Ok(der) => short_fingerprint(der.as_ref()),
-        Err(_) => short_fingerprint(key.as_ref()),
+        Ok(der) => crate::digest::fingerprint(der.as_ref()),
+        Err(_) => crate::digest::fingerprint(key.as_ref()),
     }
 }
 

@@ -1,21 +1,27 @@
-//! Verification keys and where they come from: the host's shared secret, the ASAP key server
+//! Keys: verifying keys and where they come from — the host's shared secret, the ASAP key server
 //! (`asap_key_server`, one PEM per kid at `sha256(kid).pem`) and a pre-fetched key set
-//! (`cache_keys_url`: JWKS or a Firebase-style `{kid: certificate}` map).
+//! (`cache_keys_url`: JWKS or a Firebase-style `{kid: certificate}` map) — and signing keys.
 //!
 //! A key's type decides which algorithms it can verify: an HMAC secret only HS*, an RSA key only
 //! RS*, a P-256 key only ES256, a P-384 key only ES384, an Ed25519 key only EdDSA. So `none` and
 //! algorithm confusion cannot happen: nothing ever turns a public key into an HMAC secret.
+//!
+//! Fetching keys is this module's only I/O.
 
+mod algorithm;
 mod der;
 mod fetch;
 mod jwks;
 mod material;
 mod server;
+mod signing;
 
-pub use fetch::{FetchSettings, KeyError};
+pub use algorithm::{ALGORITHM_NAMES, is_hmac, parse_algorithm};
+pub use fetch::{FetchSettings, KeyError, KeySourceError, parse_http_url};
 pub use jwks::{JwksSource, JwksTiming};
 pub use material::{KeyKind, VerifyingKey};
 pub use server::KeyServer;
+pub use signing::{SigningError, SigningKey};
 
 /// Counters a key source keeps, for `stats` and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -14,9 +14,12 @@ use moka::future::Cache;
 use moka::ops::compute::Op;
 use reqwest::Client;
 
-use super::fetch::{self, Counters};
+use super::fetch::{self, Counters, KeySourceError};
 use super::{FetchSettings, KeyError, KeySourceStats, VerifyingKey};
+use crate::digest;
 
+/// An ASAP key server (`asap_key_server`): the public key for `kid` is fetched from
+/// `<base>/<hex sha256(kid)>.pem`, cached with a TTL, stale-if-error and a negative cache.
 pub struct KeyServer {
     base: String,
     settings: FetchSettings,
@@ -165,13 +168,12 @@ impl TokenBucket {
 
 impl KeyServer {
     /// `base_url` must be an http or https URL.
-    pub fn new(base_url: &str, settings: FetchSettings) -> Result<Self, String> {
-        let parsed = fetch::parse_http_url(base_url, "asap_key_server")?;
+    pub fn new(base_url: &str, settings: FetchSettings) -> Result<Self, KeySourceError> {
+        let parsed = fetch::parse_http_url(base_url)?;
         if parsed.query().is_some() {
-            return Err(format!(
-                "asap_key_server: {:?} must not have a ?query (the key file name is appended to it)",
-                base_url.trim()
-            ));
+            return Err(KeySourceError::Query {
+                url: base_url.trim().to_owned(),
+            });
         }
         let client = fetch::build_client(&parsed, &settings)?;
         let cache = Cache::builder()
@@ -192,7 +194,7 @@ impl KeyServer {
 
     /// The URL the key for `kid` is fetched from: base, exactly one `/`, hex SHA-256 of the kid, `.pem`.
     pub fn url_for(&self, kid: &str) -> String {
-        format!("{}/{}.pem", self.base, crate::hex(&crate::sha256(kid.as_bytes())))
+        format!("{}/{}.pem", self.base, digest::hex(&digest::sha256(kid.as_bytes())))
     }
 
     /// The key for `kid`: from the cache, or fetched (once, however many callers wait for it).
@@ -205,6 +207,7 @@ impl KeyServer {
         self.fetch_through(kid).await
     }
 
+    /// The source's counters.
     pub fn stats(&self) -> KeySourceStats {
         self.counters.snapshot()
     }

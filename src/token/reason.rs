@@ -1,4 +1,4 @@
-//! Why a token is refused: one variant per failure, with the reference's exact text.
+//! Why a token is refused: one variant per failure, with the exact text of Jitsi's plugins.
 
 use std::fmt;
 
@@ -6,34 +6,60 @@ use std::fmt;
 /// it matches the Lua plugins word for word so that admins can search for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
+    /// `token required`
     TokenRequired,
+    /// `token too large`
     TokenTooLarge,
+    /// `Invalid token`
     InvalidToken,
+    /// `Invalid header`
     InvalidHeader,
+    /// `Invalid body`
     InvalidBody,
+    /// `Invalid typ`
     InvalidTyp,
+    /// `Invalid or incorrect alg`
     InvalidAlg,
+    /// `Invalid signature`
     InvalidSignature,
+    /// `exp must be number`
     ExpNotNumber,
+    /// `nbf must be number`
     NbfNotNumber,
     /// `now - exp` seconds since expiry, and `exp - iat` when the token has a numeric `iat`.
     Expired {
+        /// Seconds since `exp`.
         since: i64,
+        /// `exp - iat`, when `iat` is a number.
         valid_for: Option<i64>,
     },
+    /// `Not acceptable by nbf`
     NotYetValid,
+    /// `'exp' claim is missing`
     ExpMissing,
+    /// `'iss' claim is missing`
     IssMissing,
+    /// `invalid 'iss' claim`
     IssInvalid,
+    /// `'aud' claim is missing`
     AudMissing,
+    /// `invalid 'aud' claim`
     AudInvalid,
+    /// `'room' claim is missing`
     RoomMissing,
+    /// `'kid' claim is missing`
     KidMissing,
+    /// `'alg' claim is missing`
     AlgMissing,
+    /// `'kid' claim only support with RS family`
     KidNeedsAsymmetricAlg,
+    /// `bad token format`
     BadTokenFormat,
+    /// `could not obtain public key`
     NoPublicKey,
+    /// `signature verification key is missing`
     NoVerificationKey,
+    /// `jwt missing required context claim`
     ContextRequired,
 }
 
@@ -77,7 +103,7 @@ impl fmt::Display for Reason {
 }
 
 impl Reason {
-    /// The SASL condition. Every token failure is `not-allowed`, as in the reference.
+    /// The SASL condition. Every token failure is `not-allowed`, as in Jitsi's plugins.
     pub fn condition(&self) -> &'static str {
         "not-allowed"
     }

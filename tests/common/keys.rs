@@ -1,5 +1,6 @@
 //! Keys for tests, generated with aws-lc-rs: public keys as SPKI PEM, JWK and self-signed
-//! X.509 certificate; private keys as PKCS#8 PEM; and JWTs signed with them.
+//! X.509 certificate; private keys as PKCS#8 PEM; and JWTs signed with them (by the library's own
+//! signing, `token_sidecar::token::encode`).
 //!
 //! ```ignore
 //! let key = TestKey::rsa();                       // also p256(), p384(), ed25519()
@@ -14,12 +15,14 @@
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
-use aws_lc_rs::{hmac, rsa};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
+use token_sidecar::keys::SigningKey;
+use token_sidecar::token::encode;
 
 /// A 1024-bit RSA public key (generated with `openssl genrsa 1024`): must be refused as weak.
 pub const WEAK_RSA_1024_PEM: &str = "-----BEGIN PUBLIC KEY-----
@@ -33,6 +36,8 @@ p5qhpGVj1IxQhhws5wIDAQAB
 /// A generated key pair.
 pub struct TestKey {
     pair: Pair,
+    /// The same private key as the library's signing key (what JWTs are signed with).
+    signing: SigningKey,
 }
 
 enum Pair {
@@ -52,7 +57,7 @@ impl TestKey {
     /// RSA-2048.
     pub fn rsa() -> TestKey {
         let pair = rsa::KeyPair::generate(rsa::KeySize::Rsa2048).expect("RSA keygen");
-        TestKey { pair: Pair::Rsa(pair) }
+        TestKey::new(Pair::Rsa(pair))
     }
 
     /// ECDSA P-256 (ES256).
@@ -70,9 +75,7 @@ impl TestKey {
         let pair = Ed25519KeyPair::generate().expect("Ed25519 keygen");
         // PKCS#8 v1 (no embedded public key): what OpenSSL 3.0 and most tools read.
         let pkcs8 = pair.to_pkcs8v1().expect("Ed25519 PKCS#8").as_ref().to_vec();
-        TestKey {
-            pair: Pair::Ed { pair, pkcs8 },
-        }
+        TestKey::new(Pair::Ed { pair, pkcs8 })
     }
 
     fn ec(p384: bool) -> TestKey {
@@ -86,9 +89,16 @@ impl TestKey {
             .as_ref()
             .to_vec();
         let pair = EcdsaKeyPair::from_pkcs8(alg, &pkcs8).expect("EC pkcs8");
-        TestKey {
-            pair: Pair::Ec { pair, pkcs8, p384 },
-        }
+        TestKey::new(Pair::Ec { pair, pkcs8, p384 })
+    }
+
+    fn new(pair: Pair) -> TestKey {
+        let mut key = TestKey {
+            pair,
+            signing: SigningKey::hmac(b"placeholder"),
+        };
+        key.signing = SigningKey::from_pem(key.private_pkcs8_pem().as_bytes()).expect("the library reads the key");
+        key
     }
 
     /// The JWT algorithm this key signs with by default (RS256, ES256, ES384 or EdDSA).
@@ -124,8 +134,8 @@ impl TestKey {
         }
     }
 
-    /// The private key as PKCS#8 `-----BEGIN PRIVATE KEY-----` PEM (for jsonwebtoken's
-    /// `EncodingKey::from_*_pem`).
+    /// The private key as PKCS#8 `-----BEGIN PRIVATE KEY-----` PEM (what `mint --key` and
+    /// `SigningKey::from_pem` read).
     pub fn private_pkcs8_pem(&self) -> String {
         let der = match &self.pair {
             Pair::Rsa(pair) => {
@@ -168,28 +178,10 @@ impl TestKey {
         }
     }
 
-    /// Signs `message` with `alg` (RS256/384/512 for RSA; otherwise the key's own algorithm),
-    /// in JWS form (ECDSA as fixed-size r‖s).
+    /// Signs `message` with `alg` (RS256/384/512 or PS256/384/512 for RSA; otherwise the key's own
+    /// algorithm), in JWS form (ECDSA as fixed-size r‖s), with the library's signing keys.
     pub fn sign(&self, alg: Algorithm, message: &[u8]) -> Vec<u8> {
-        let rng = SystemRandom::new();
-        match &self.pair {
-            Pair::Rsa(pair) => {
-                let padding: &'static dyn signature::RsaEncoding = match alg {
-                    Algorithm::RS256 => &signature::RSA_PKCS1_SHA256,
-                    Algorithm::RS384 => &signature::RSA_PKCS1_SHA384,
-                    Algorithm::RS512 => &signature::RSA_PKCS1_SHA512,
-                    Algorithm::PS256 => &signature::RSA_PSS_SHA256,
-                    Algorithm::PS384 => &signature::RSA_PSS_SHA384,
-                    Algorithm::PS512 => &signature::RSA_PSS_SHA512,
-                    other => panic!("an RSA key cannot sign {other:?}"),
-                };
-                let mut out = vec![0; pair.public_modulus_len()];
-                pair.sign(padding, &rng, message, &mut out).expect("RSA sign");
-                out
-            }
-            Pair::Ec { pair, .. } => pair.sign(&rng, message).expect("EC sign").as_ref().to_vec(),
-            Pair::Ed { pair, .. } => pair.sign(message).as_ref().to_vec(),
-        }
+        self.signing.sign(alg, message).expect("sign")
     }
 
     /// A JWT signed with the key's own algorithm: header `{"alg", "typ": "JWT", "kid"}`.
@@ -221,9 +213,7 @@ impl TestKey {
                 _ => *a == self.alg(),
             })
             .unwrap_or(self.alg());
-        let signing_input = signing_input(header, claims);
-        let signature = self.sign(alg, signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        encode(header, claims, &self.signing, alg).expect("sign")
     }
 
     /// A self-signed X.509 v3 certificate for this key, subject and issuer `CN=<cn>`, valid
@@ -306,15 +296,7 @@ pub fn hs_jwt(alg: Algorithm, secret: &[u8], kid: Option<&str>, claims: &Value) 
 
 /// A JWT with exactly `header` (whatever it says), HMAC-signed with `secret` by `alg`.
 pub fn hs_jwt_with_header(alg: Algorithm, secret: &[u8], header: &Value, claims: &Value) -> String {
-    let digest = match alg {
-        Algorithm::HS256 => hmac::HMAC_SHA256,
-        Algorithm::HS384 => hmac::HMAC_SHA384,
-        Algorithm::HS512 => hmac::HMAC_SHA512,
-        other => panic!("{other:?} is not an HMAC algorithm"),
-    };
-    let signing_input = signing_input(header, claims);
-    let tag = hmac::sign(&hmac::Key::new(digest, secret), signing_input.as_bytes());
-    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    encode(header, claims, &SigningKey::hmac(secret), alg).expect("an HMAC algorithm")
 }
 
 /// `base64url(header) "." base64url(claims)`.

@@ -48,7 +48,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.line.clear();
                 return Ok(Frame::Eof);
             }
-            let (chunk, line_ends) = match memchr(buf) {
+            let (chunk, line_ends) = match find_newline(buf) {
                 Some(i) => (&buf[..i], true),
                 None => (buf, false),
             };
@@ -88,7 +88,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-fn memchr(buf: &[u8]) -> Option<usize> {
+fn find_newline(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|b| *b == b'\n')
 }
 

@@ -12,15 +12,20 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::json_kind;
+pub mod pattern;
 
-use crate::luapattern::{PatternError, lua_match};
+use pattern::{PatternError, lua_match};
+
+use crate::json::kind as json_kind;
 
 /// The host settings the room rules use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomPolicy {
+    /// `enable_domain_verification`.
     pub enable_domain_verification: bool,
+    /// `asap_require_room_claim`.
     pub require_room_claim: bool,
+    /// `allow_empty_token`.
     pub allow_empty_token: bool,
     /// `muc_mapper_domain_base`.
     pub muc_domain_base: Option<String>,
@@ -33,6 +38,7 @@ pub struct RoomPolicy {
 /// What the session holds from its token. All `None` for a session without a token.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RoomSession<'a> {
+    /// Whether the session logged in with a token (Jitsi: `session.auth_token` is set).
     pub has_token: bool,
     /// The `room` claim (`jitsi_meet_room`), any JSON type.
     pub room: Option<&'a Value>,
@@ -58,16 +64,27 @@ pub struct RoomTarget<'a> {
 /// Why a join is refused. `text()` and `jitmeet()` are what the client sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomDenial {
+    /// `Room address is invalid` (`invalid-room-address`).
     InvalidRoomAddress,
+    /// `Authentication required` (`authentication-required`).
     AuthenticationRequired,
+    /// `Room does not match the room from token` (`room-mismatch`).
     RoomMismatch,
+    /// `Room name cannot be matched to the one from token.` (`room-name-does-not-match`).
     RoomNameDoesNotMatch,
     /// The reference's plain `false`: "Room and token mismatched", no jitmeet child.
     Mismatched,
+    /// `Misconfiguration of server` (`server-missing-config`).
     ServerMissingConfig,
 }
 
 impl RoomDenial {
+    /// The stanza error condition of every room refusal, as in the reference.
+    pub fn condition(&self) -> &'static str {
+        "not-allowed"
+    }
+
+    /// The text the client sees in the presence error.
     pub fn text(&self) -> &'static str {
         match self {
             RoomDenial::InvalidRoomAddress => "Room address is invalid",
@@ -101,9 +118,17 @@ impl std::fmt::Display for RoomDenial {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomDecision {
     /// Let in. `tenant_mismatch` is what the reference stores as `jitsi_meet_tenant_mismatch`.
-    Allow { tenant_mismatch: bool },
+    Allow {
+        /// Whether the token's tenant differs from the URL's.
+        tenant_mismatch: bool,
+    },
     /// Refused; `detail` says why in words for logs and `verify --explain` (never shown to clients).
-    Deny { denial: RoomDenial, detail: String },
+    Deny {
+        /// What the client is told.
+        denial: RoomDenial,
+        /// Why, for logs.
+        detail: String,
+    },
 }
 
 /// Whether the session may join (or create) the room, in the reference's order: the address, the

@@ -17,10 +17,10 @@ use tokio::net::UnixListener;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
-use super::Shared;
 use super::connection::{Frame, FrameReader, FrameWriter};
 use super::ops;
-use super::protocol::{ErrorCode, Reply};
+use crate::daemon::state::Shared;
+use crate::protocol::{ErrorCode, Op, Reply};
 
 /// Tells a task that the daemon is shutting down; once told, stays told.
 pub struct Shutdown {
@@ -186,7 +186,7 @@ impl Handler {
                             settings.max_line_bytes
                         ),
                     );
-                    shared.stats.count(super::protocol::Op::Invalid, &reply);
+                    shared.stats.count(Op::Invalid, reply.outcome());
                     reply.write_line(&mut batch);
                     drop(permit);
                     continue;

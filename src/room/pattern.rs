@@ -27,10 +27,13 @@ const ESC: u8 = b'%';
 /// Why a pattern could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
+    /// Not a Lua pattern.
     #[error("malformed pattern: {0}")]
     Malformed(String),
+    /// A Lua pattern feature room patterns do not support (position captures).
     #[error("unsupported in room patterns: {0}")]
     Unsupported(String),
+    /// Over the step budget or the nesting limit.
     #[error("pattern too complex: gave up after {0} steps")]
     TooComplex(u64),
 }

@@ -2,30 +2,38 @@
 //!
 //! It needs nothing but the socket: it registers two hosts of its own with `hello`
 //! (`bench-hs256.invalid`, shared secret; `bench-rs256.invalid`, RS256 with keys from a key server
-//! it runs on 127.0.0.1), mints its tokens, drives N connections with M requests in flight each,
-//! and prints throughput and latency percentiles.
+//! it runs on 127.0.0.1), mints its tokens, drives N connections with M requests in flight each
+//! through the protocol client, and prints throughput and latency percentiles.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::signature::KeyPair;
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::net::{TcpListener, UnixStream};
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value, json};
+use token_sidecar::clock::unix_now;
+use token_sidecar::config::HostSettings;
+use token_sidecar::keys::SigningKey;
+use token_sidecar::protocol::client::{Client, ClientError, ReplyReader, RequestWriter};
+use token_sidecar::protocol::{Auth, ReplyHead};
+use token_sidecar::token::{AuthRequest, Minter, Verifier};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::HostSettings;
-use crate::token::{AuthRequest, Verifier, base64url};
+use super::Failure;
 
 const HS_HOST: &str = "bench-hs256.invalid";
 const RS_HOST: &str = "bench-rs256.invalid";
 const SECRET: &str = "bench-secret";
+const KID: &str = "bench/key1";
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mix {
+pub(super) enum Mix {
     /// HS256 tokens only.
     Hs256,
     /// RS256 tokens only (keys from the tool's own key server on 127.0.0.1).
@@ -37,15 +45,15 @@ pub enum Mix {
 /// Drive a running daemon and print throughput and p50/p99/p999 latency.
 ///
 /// The tool registers its own hosts with `hello` (so the daemon needs no config), runs a key server
-/// on 127.0.0.1 for RS256, and mints distinct tokens so that the daemon's cache of verified tokens
-/// does not answer for it (RS256 tokens repeat after --rs256-distinct, as signing is slow).
+/// on 127.0.0.1 for RS256, and mints distinct tokens so that the daemon's remembered logins do not
+/// answer for it (RS256 tokens repeat after --rs256-distinct, as signing is slow).
 /// Example: token-sidecar bench-socket --socket /tmp/ts.sock --connections 4 --inflight 64
 /// --requests 200000 --mix hs256 --in-process
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub(super) struct BenchArgs {
     /// The daemon's socket.
     #[arg(long, value_name = "PATH")]
-    socket: std::path::PathBuf,
+    socket: PathBuf,
     /// Connections opened to the daemon.
     #[arg(long, default_value_t = 4, value_name = "N")]
     connections: usize,
@@ -74,17 +82,9 @@ pub struct BenchArgs {
     watch_pid: Option<u32>,
 }
 
-fn hs256(claims: &Value, secret: &str) -> String {
-    let input = format!(
-        "{}.{}",
-        base64url(json!({"alg": "HS256", "typ": "JWT"}).to_string().as_bytes()),
-        base64url(claims.to_string().as_bytes())
-    );
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
-    format!(
-        "{input}.{}",
-        base64url(aws_lc_rs::hmac::sign(&key, input.as_bytes()).as_ref())
-    )
+/// A failure of the run (the daemon, the socket, the tool's key server): exit 1.
+fn failed(e: impl std::fmt::Display) -> Failure {
+    Failure::runtime(e.to_string())
 }
 
 fn claims(n: usize, now: i64) -> Value {
@@ -92,61 +92,42 @@ fn claims(n: usize, now: i64) -> Value {
            "context": {"user": {"id": n.to_string(), "name": format!("user {n}")}}})
 }
 
-struct RsaSigner {
-    pair: aws_lc_rs::rsa::KeyPair,
-    rng: aws_lc_rs::rand::SystemRandom,
+/// The tool's signers: HS256 with the bench secret, a wrong secret for refused tokens, and RS256
+/// with a fresh key (when the mix has RS256 tokens).
+struct Signers {
+    hs: Minter,
+    wrong_hs: Minter,
+    rs: Option<Minter>,
 }
 
-impl RsaSigner {
-    fn new() -> Result<(RsaSigner, String), String> {
-        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-            .map_err(|_| "cannot generate an RSA key".to_owned())?;
-        let der = pair
-            .public_key()
-            .as_der()
-            .map_err(|_| "cannot encode the RSA public key".to_owned())?;
-        let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", der.as_ref().to_vec()));
-        Ok((
-            RsaSigner {
-                pair,
-                rng: aws_lc_rs::rand::SystemRandom::new(),
-            },
-            pem,
-        ))
-    }
-
-    fn sign(&self, claims: &Value) -> Result<String, String> {
-        let input = format!(
-            "{}.{}",
-            base64url(
-                json!({"alg": "RS256", "typ": "JWT", "kid": "bench/key1"})
-                    .to_string()
-                    .as_bytes()
-            ),
-            base64url(claims.to_string().as_bytes())
-        );
-        let mut sig = vec![0u8; self.pair.public_modulus_len()];
-        self.pair
-            .sign(
-                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                &self.rng,
-                input.as_bytes(),
-                &mut sig,
+impl Signers {
+    fn new(needs_rsa: bool) -> Result<(Signers, Option<String>), Failure> {
+        let hs = Minter::new(SigningKey::hmac(SECRET.as_bytes()), Algorithm::HS256, None).map_err(failed)?;
+        let wrong_hs = Minter::new(SigningKey::hmac(b"wrong"), Algorithm::HS256, None).map_err(failed)?;
+        let (rs, pem) = if needs_rsa {
+            let key = SigningKey::generate_rsa().map_err(failed)?;
+            let der = key.public_key_der().ok_or_else(|| failed("no public key"))?;
+            let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", der));
+            (
+                Some(Minter::new(key, Algorithm::RS256, Some(KID.into())).map_err(failed)?),
+                Some(pem),
             )
-            .map_err(|_| "RSA signing failed".to_owned())?;
-        Ok(format!("{input}.{}", base64url(&sig)))
+        } else {
+            (None, None)
+        };
+        Ok((Signers { hs, wrong_hs, rs }, pem))
+    }
+
+    fn rs(&self) -> Result<&Minter, Failure> {
+        self.rs.as_ref().ok_or_else(|| failed("no RSA signer"))
     }
 }
 
-/// Serves `pem` for every GET on 127.0.0.1; returns the base URL.
-async fn key_server(pem: String) -> Result<String, String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("key server: {e}"))?;
-    let url = format!(
-        "http://{}/",
-        listener.local_addr().map_err(|e| format!("key server: {e}"))?
-    );
+/// Serves `pem` for every GET on 127.0.0.1 (the RS256 host's key server); returns the base URL.
+/// The smallest HTTP/1.1 that reqwest accepts: the tool must not depend on anything else running.
+async fn key_server(pem: String) -> Result<String, Failure> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(failed)?;
+    let url = format!("http://{}/", listener.local_addr().map_err(failed)?);
     let response = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/x-pem-file\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{pem}",
         pem.len()
@@ -176,7 +157,7 @@ struct Job {
 }
 
 /// The tokens to send, in order. Invalid ones carry another token's signature.
-fn make_jobs(args: &BenchArgs, signer: Option<&RsaSigner>, now: i64) -> Result<Vec<Job>, String> {
+fn make_jobs(args: &BenchArgs, signers: &Signers, now: i64) -> Result<Vec<Job>, Failure> {
     let mut jobs = Vec::with_capacity(args.requests);
     let mut rs_made: Vec<String> = Vec::new();
     let invalid_every = if args.invalid_ratio > 0.0 {
@@ -192,9 +173,8 @@ fn make_jobs(args: &BenchArgs, signer: Option<&RsaSigner>, now: i64) -> Result<V
         };
         let invalid = invalid_every != usize::MAX && n % invalid_every == 0;
         let (host, token) = if rs {
-            let signer = signer.ok_or("no RSA signer")?;
             let token = if rs_made.len() < args.rs256_distinct.max(1) {
-                let t = signer.sign(&claims(n, now))?;
+                let t = signers.rs()?.sign(&claims(n, now)).map_err(failed)?;
                 rs_made.push(t.clone());
                 t
             } else {
@@ -202,16 +182,14 @@ fn make_jobs(args: &BenchArgs, signer: Option<&RsaSigner>, now: i64) -> Result<V
             };
             (RS_HOST, token)
         } else {
-            (HS_HOST, hs256(&claims(n, now), SECRET))
+            (HS_HOST, signers.hs.sign(&claims(n, now)).map_err(failed)?)
         };
         let token = if invalid {
-            let (signed, _) = token.rsplit_once('.').ok_or("bad token")?;
-            let other = if rs {
-                signer.ok_or("no RSA signer")?.sign(&json!({"other": n}))?
-            } else {
-                hs256(&json!({"other": n}), "wrong")
-            };
-            let (_, sig) = other.rsplit_once('.').ok_or("bad token")?;
+            let (signed, _) = token.rsplit_once('.').ok_or_else(|| failed("bad token"))?;
+            let other = if rs { signers.rs()? } else { &signers.wrong_hs }
+                .sign(&json!({"other": n}))
+                .map_err(failed)?;
+            let (_, sig) = other.rsplit_once('.').ok_or_else(|| failed("bad token"))?;
             format!("{signed}.{sig}")
         } else {
             token
@@ -227,17 +205,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// The `id` and whether `ok` was true (other fields are skipped, not built).
-fn scan_reply(line: &[u8]) -> Option<(u64, bool)> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        id: u64,
-        ok: bool,
-    }
-    let head: Head = serde_json::from_slice(line).ok()?;
-    Some((head.id, head.ok))
 }
 
 /// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
@@ -262,139 +229,112 @@ struct Tally {
     refused: u64,
 }
 
+/// Reads this connection's replies: `id / step` is a request's place on its connection.
+async fn read_replies(
+    mut replies: ReplyReader,
+    budget: Arc<Semaphore>,
+    sent_at: Arc<Vec<AtomicU64>>,
+    step: usize,
+    epoch: Instant,
+) -> Result<Tally, Failure> {
+    let expected = sent_at.len();
+    let mut tally = Tally {
+        latencies_ns: Vec::with_capacity(expected),
+        ..Tally::default()
+    };
+    while tally.ok + tally.refused < expected as u64 {
+        let line = replies
+            .next_line()
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| failed(ClientError::Closed))?;
+        let now = epoch.elapsed().as_nanos() as u64;
+        let head: ReplyHead<u64> = serde_json::from_slice(line)
+            .map_err(|_| failed(format!("unexpected reply: {}", String::from_utf8_lossy(line))))?;
+        let slot = sent_at
+            .get(head.id as usize / step)
+            .ok_or_else(|| failed(format!("reply to an unknown id {}", head.id)))?;
+        tally
+            .latencies_ns
+            .push(now.saturating_sub(slot.load(Ordering::Acquire)));
+        if head.ok {
+            tally.ok += 1;
+        } else {
+            tally.refused += 1;
+        }
+        budget.add_permits(1);
+    }
+    Ok(tally)
+}
+
 /// Drives one connection. `ids` are this connection's request ids (indices into `jobs`): `first`,
-/// `first + step`, …, so `id / step` is a request's place on its connection.
+/// `first + step`, …
 async fn drive(
-    path: std::path::PathBuf,
+    path: PathBuf,
     jobs: Arc<Vec<Job>>,
     ids: Vec<usize>,
     step: usize,
     inflight: usize,
     per_second: Option<f64>,
-) -> Result<Tally, String> {
-    let stream = UnixStream::connect(&path)
+) -> Result<Tally, Failure> {
+    let client = Client::connect(&path)
         .await
-        .map_err(|e| format!("connect {}: {e}", path.display()))?;
-    let (mut read, mut write) = stream.into_split();
+        .map_err(|e| failed(format!("connect {}: {e}", path.display())))?;
+    let (mut requests, replies) = client.split();
     let budget = Arc::new(Semaphore::new(inflight));
     // When each request went out, in ns after `epoch`, by place on this connection (no lock: the
     // sender writes a slot before sending the request, the reader reads it after its reply).
     let epoch = Instant::now();
     let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..ids.len()).map(|_| AtomicU64::new(0)).collect());
-    let expected = ids.len();
-
-    let reader = {
-        let budget = budget.clone();
-        let sent_at = sent_at.clone();
-        tokio::spawn(async move {
-            let mut tally = Tally {
-                latencies_ns: Vec::with_capacity(expected),
-                ..Tally::default()
-            };
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut filled = 0;
-            while tally.ok + tally.refused < expected as u64 {
-                if filled == buf.len() {
-                    buf.resize(buf.len() * 2, 0);
-                }
-                let n = read.read(&mut buf[filled..]).await.map_err(|e| format!("read: {e}"))?;
-                if n == 0 {
-                    return Err("the daemon closed the connection".to_owned());
-                }
-                filled += n;
-                let now = epoch.elapsed().as_nanos() as u64;
-                let mut done = 0;
-                let mut replies = 0;
-                while let Some(end) = buf[done..filled].iter().position(|b| *b == b'\n') {
-                    let line = &buf[done..done + end];
-                    done += end + 1;
-                    let Some((id, ok)) = scan_reply(line) else {
-                        return Err(format!("unexpected reply: {}", String::from_utf8_lossy(line)));
-                    };
-                    let slot = sent_at
-                        .get(id as usize / step)
-                        .ok_or_else(|| format!("reply to an unknown id {id}"))?;
-                    tally
-                        .latencies_ns
-                        .push(now.saturating_sub(slot.load(Ordering::Acquire)));
-                    if ok {
-                        tally.ok += 1;
-                    } else {
-                        tally.refused += 1;
-                    }
-                    replies += 1;
-                }
-                buf.copy_within(done..filled, 0);
-                filled -= done;
-                budget.add_permits(replies);
-            }
-            Ok(tally)
-        })
-    };
+    let reader = tokio::spawn(read_replies(replies, budget.clone(), sent_at.clone(), step, epoch));
 
     // Open-loop pacing against absolute deadlines: request n is due at start + n / rate. A request
     // that is late (timer granularity is 1 ms) goes out at once with any others that are due, so the
     // achieved rate matches the asked one instead of drifting down as a `Delay` interval does.
-    #[derive(serde::Serialize)]
-    struct AuthLine<'a> {
-        id: usize,
-        op: &'static str,
-        host: &'a str,
-        token: &'a str,
-    }
     let pace = per_second.map(|rate| (tokio::time::Instant::now(), Duration::from_secs_f64(1.0 / rate)));
-    let mut batch = Vec::with_capacity(64 * 1024);
-    // `sent_at[unsent..]` are the requests in `batch`, stamped just before the batch is written.
+    // `sent_at[unsent..]` are the requests queued, stamped just before they are written.
     let mut unsent = 0;
     for (n, id) in ids.into_iter().enumerate() {
         if let Some((start, period)) = pace {
             let due = start + period.mul_f64(n as f64);
             if due > tokio::time::Instant::now() {
-                if !batch.is_empty() {
-                    send(&mut write, &mut batch, &sent_at[unsent..n], epoch).await?;
-                    unsent = n;
-                }
+                send(&mut requests, &sent_at[unsent..n], epoch).await?;
+                unsent = n;
                 tokio::time::sleep_until(due).await;
             }
         }
-        if budget.available_permits() == 0 && !batch.is_empty() {
-            // About to wait for replies: what is batched must go out first.
-            send(&mut write, &mut batch, &sent_at[unsent..n], epoch).await?;
+        if budget.available_permits() == 0 {
+            // About to wait for replies: what is queued must go out first.
+            send(&mut requests, &sent_at[unsent..n], epoch).await?;
             unsent = n;
         }
-        budget.acquire().await.map_err(|_| "closed")?.forget();
+        budget.acquire().await.map_err(failed)?.forget();
         let job = &jobs[id];
-        let line = AuthLine {
-            id,
-            op: "auth",
-            host: job.host,
-            token: &job.token,
+        let auth = Auth {
+            host: Cow::Borrowed(job.host),
+            token: Some(Cow::Borrowed(&job.token)),
+            ..Auth::default()
         };
-        serde_json::to_writer(&mut batch, &line).map_err(|e| e.to_string())?;
-        batch.push(b'\n');
-        if batch.len() > 32 * 1024 {
-            send(&mut write, &mut batch, &sent_at[unsent..=n], epoch).await?;
+        requests.queue(id, &auth);
+        if requests.queued() > 32 * 1024 {
+            send(&mut requests, &sent_at[unsent..=n], epoch).await?;
             unsent = n + 1;
         }
     }
-    send(&mut write, &mut batch, &sent_at[unsent..], epoch).await?;
-    reader.await.map_err(|e| e.to_string())?
+    send(&mut requests, &sent_at[unsent..], epoch).await?;
+    reader.await.map_err(failed)?
 }
 
-/// Stamps the requests in `batch` with the time now, then writes it.
-async fn send(
-    write: &mut OwnedWriteHalf,
-    batch: &mut Vec<u8>,
-    requests: &[AtomicU64],
-    epoch: Instant,
-) -> Result<(), String> {
+/// Stamps the queued requests with the time now, then writes them.
+async fn send(requests: &mut RequestWriter, stamps: &[AtomicU64], epoch: Instant) -> Result<(), Failure> {
+    if requests.queued() == 0 {
+        return Ok(());
+    }
     let now = epoch.elapsed().as_nanos() as u64;
-    for sent in requests {
+    for sent in stamps {
         sent.store(now, Ordering::Release);
     }
-    write.write_all(batch).await.map_err(|e| format!("write: {e}"))?;
-    batch.clear();
-    Ok(())
+    requests.flush().await.map_err(|e| failed(format!("write: {e}")))
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -405,13 +345,13 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-async fn in_process(jobs: Arc<Vec<Job>>, hs: HostSettings) -> Result<f64, String> {
-    let verifier = Arc::new(Verifier::new(hs).map_err(|e| e.to_string())?);
+async fn in_process(jobs: Arc<Vec<Job>>, hs: HostSettings) -> Result<f64, Failure> {
+    let verifier = Arc::new(Verifier::new(hs).map_err(failed)?);
     let hs_jobs: Vec<usize> = (0..jobs.len()).filter(|i| jobs[*i].host == HS_HOST).collect();
     if hs_jobs.is_empty() {
-        return Err("--in-process measures HS256 tokens; the mix has none".into());
+        return Err(Failure::usage("--in-process measures HS256 tokens; the mix has none"));
     }
-    let now = super::ops::unix_now();
+    let now = unix_now();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for part in hs_jobs.chunks(hs_jobs.len().div_ceil(2)) {
@@ -429,84 +369,84 @@ async fn in_process(jobs: Arc<Vec<Job>>, hs: HostSettings) -> Result<f64, String
         }));
     }
     for task in tasks {
-        task.await.map_err(|e| e.to_string())?;
+        task.await.map_err(failed)?;
     }
     Ok(hs_jobs.len() as f64 / start.elapsed().as_secs_f64())
 }
 
-pub fn run(args: BenchArgs) -> Result<(), String> {
+pub(super) fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     if args.connections == 0 || args.inflight == 0 || args.requests == 0 {
-        return Err("--connections, --inflight and --requests must be at least 1".into());
+        return Err(Failure::usage(
+            "--connections, --inflight and --requests must be at least 1",
+        ));
     }
     if !(0.0..=1.0).contains(&args.invalid_ratio) {
-        return Err("--invalid-ratio must be between 0 and 1".into());
+        return Err(Failure::usage("--invalid-ratio must be between 0 and 1"));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(bench(args))
+        .map_err(failed)?;
+    runtime.block_on(bench(args))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn bench(args: BenchArgs) -> Result<(), String> {
-    let now = super::ops::unix_now();
-    let hs_options = json!({"app_id": "bench", "app_secret": SECRET, "asap_accepted_issuers": ["bench"]});
-    let needs_rsa = args.mix != Mix::Hs256;
-    let (signer, pem) = if needs_rsa {
-        let (signer, pem) = RsaSigner::new()?;
-        (Some(signer), Some(pem))
-    } else {
-        (None, None)
-    };
-    let mut hosts = json!({ HS_HOST: hs_options });
+fn options(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+async fn bench(args: BenchArgs) -> Result<(), Failure> {
+    let now = unix_now();
+    let hs_options = options(json!({"app_id": "bench", "app_secret": SECRET, "asap_accepted_issuers": ["bench"]}));
+    let (signers, pem) = Signers::new(args.mix != Mix::Hs256)?;
+    let mut hosts = BTreeMap::from([(HS_HOST.to_owned(), hs_options.clone())]);
     if let Some(pem) = pem {
         let url = key_server(pem).await?;
-        hosts[RS_HOST] = json!({"app_id": "bench", "asap_key_server": url, "asap_accepted_issuers": ["bench"]});
+        hosts.insert(
+            RS_HOST.to_owned(),
+            options(json!({"app_id": "bench", "asap_key_server": url, "asap_accepted_issuers": ["bench"]})),
+        );
     }
 
     // Register the hosts and fetch the RSA key once, on a control connection.
-    let control = UnixStream::connect(&args.socket)
-        .await
-        .map_err(|e| format!("connect {}: {e} (is the daemon running?)", args.socket.display()))?;
-    let mut control = BufReader::new(control);
-    let hello = json!({"id": 0, "op": "hello", "version": 1, "hosts": hosts});
-    control
-        .get_mut()
-        .write_all(format!("{hello}\n").as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    control.read_line(&mut line).await.map_err(|e| e.to_string())?;
-    let reply: Value = serde_json::from_str(&line).map_err(|e| format!("hello reply {line:?}: {e}"))?;
-    if reply["errors"].as_object().is_some_and(|e| !e.is_empty()) || reply["ok"] != true {
-        return Err(format!("hello refused: {reply}"));
+    let mut control = Client::connect(&args.socket).await.map_err(|e| {
+        failed(format!(
+            "connect {}: {e} (is the daemon running?)",
+            args.socket.display()
+        ))
+    })?;
+    let hello = control.hello(hosts).await.map_err(failed)?;
+    if !hello.ok || !hello.errors.is_empty() {
+        return Err(failed(format!("hello refused: {hello:?}")));
     }
 
     eprintln!("minting {} tokens…", args.requests);
-    let jobs = Arc::new(make_jobs(&args, signer.as_ref(), now)?);
-    if let Some(signer) = &signer {
-        let warm = json!({"id": 1, "op": "auth", "host": RS_HOST, "token": signer.sign(&claims(usize::MAX, now))?});
-        control
-            .get_mut()
-            .write_all(format!("{warm}\n").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        line.clear();
-        control.read_line(&mut line).await.map_err(|e| e.to_string())?;
-        if !line.contains("\"ok\":true") {
-            return Err(format!("RS256 warm-up refused: {line}"));
+    let jobs = Arc::new(make_jobs(&args, &signers, now)?);
+    if let Some(rs) = &signers.rs {
+        let warm = rs.sign(&claims(usize::MAX, now)).map_err(failed)?;
+        let auth = Auth {
+            host: Cow::Borrowed(RS_HOST),
+            token: Some(Cow::Owned(warm)),
+            ..Auth::default()
+        };
+        let reply = control.call(&auth).await.map_err(failed)?;
+        if reply["ok"] != true {
+            return Err(failed(format!("RS256 warm-up refused: {reply}")));
         }
     }
 
     let rss_at_start = args.watch_pid.and_then(rss_kib);
-    let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_at_start.unwrap_or(0)));
+    let peak = Arc::new(AtomicU64::new(rss_at_start.unwrap_or(0)));
     let watcher = args.watch_pid.map(|pid| {
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
                 if let Some(rss) = rss_kib(pid) {
-                    peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                    peak.fetch_max(rss, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -534,7 +474,7 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
     }
     let mut all = Tally::default();
     for driver in drivers {
-        let tally = driver.await.map_err(|e| e.to_string())??;
+        let tally = driver.await.map_err(failed)??;
         all.latencies_ns.extend(tally.latencies_ns);
         all.ok += tally.ok;
         all.refused += tally.refused;
@@ -574,7 +514,7 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
     if let Some(start_rss) = rss_at_start {
         println!(
             "daemon RSS KiB: before {start_rss}, peak during run {}, after {}",
-            peak.load(std::sync::atomic::Ordering::Relaxed),
+            peak.load(Ordering::Relaxed),
             args.watch_pid.and_then(rss_kib).unwrap_or(0)
         );
     }
@@ -594,8 +534,7 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         }
     );
     if args.in_process {
-        let map = hs_options.as_object().cloned().unwrap_or_default();
-        let settings = HostSettings::from_options(HS_HOST, &map, false).map_err(|e| e.to_string())?;
+        let settings = HostSettings::from_options(HS_HOST, &hs_options, false).map_err(failed)?;
         let local = in_process(jobs.clone(), settings).await?;
         let hs_share = jobs.iter().filter(|j| j.host == HS_HOST).count() as f64 / jobs.len() as f64;
         println!(
@@ -604,19 +543,4 @@ async fn bench(args: BenchArgs) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies_are_scanned_for_id_and_ok() {
-        assert_eq!(
-            scan_reply(br#"{"claims":{"context":{"user":{"id":"9"}}},"id":42,"ok":true}"#),
-            Some((42, true))
-        );
-        assert_eq!(scan_reply(br#"{"condition":"x","id":7,"ok":false}"#), Some((7, false)));
-        assert_eq!(scan_reply(br#"{"id":null,"ok":false}"#), None);
-    }
 }

@@ -1,0 +1,156 @@
+//! The daemon, `token-sidecar serve`: a Unix socket speaking the protocol of [`crate::protocol`]
+//! (docs/PROTOCOL.md), many requests in flight per connection, bounded everywhere; SIGHUP reloads,
+//! SIGTERM and SIGINT stop it gracefully.
+//!
+//! - [`socket`]: binding, accepting, framing, and what each op does;
+//! - [`hosts`]: the hosts (TOML, environment, `hello`) and their verifiers;
+//! - [`login`]: accepted logins remembered by token, for repeated logins and room checks;
+//! - [`limited_cache`]: the bounded cache those live in;
+//! - [`state`]: what connections share, and the counters.
+
+pub mod hosts;
+mod limited_cache;
+pub mod login;
+pub mod socket;
+pub mod state;
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, broadcast, mpsc};
+
+use crate::config::{Config, ConfigError, ConfigSource, ServerSettings};
+use hosts::Registry;
+pub use socket::BindError;
+use socket::listener::Listener;
+pub use state::DAEMON_VERSION;
+use state::Shared;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration does not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The socket could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// A signal handler could not be installed.
+    #[error("installing the {0} handler")]
+    Signal(&'static str, #[source] io::Error),
+}
+
+impl StartError {
+    /// Whether the cause is the configuration (a usage error) rather than the system.
+    pub fn is_config(&self) -> bool {
+        matches!(self, StartError::Config(_))
+    }
+}
+
+/// Builds every host's verifier, as the daemon would at start (for `--check-config`), and returns
+/// the warnings.
+pub fn check(config: &Config) -> Result<Vec<String>, StartError> {
+    let registry = Registry::default();
+    registry.set_config(config)?;
+    Ok(config.hosts.values().flat_map(|h| h.warnings()).collect())
+}
+
+/// Reads the environment, for [`ConfigSource::load`].
+fn environment(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. The configuration is loaded from `source` at start
+/// and again on every SIGHUP.
+pub async fn serve(source: ConfigSource) -> Result<(), StartError> {
+    let config = source.load(environment)?;
+    let settings = config.server.clone();
+    let shared = Arc::new(Shared::new(settings.clone()));
+    shared.registry.set_config(&config)?;
+    for warning in config.hosts.values().flat_map(|h| h.warnings()) {
+        tracing::warn!("{warning}");
+    }
+    let (listener, inode) = socket::bind(&settings)?;
+    let handler = |name: &'static str| move |e| StartError::Signal(name, e);
+    let mut sigterm = signal(SignalKind::terminate()).map_err(handler("SIGTERM"))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(handler("SIGINT"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(handler("SIGHUP"))?;
+    tracing::info!(
+        socket = %settings.socket.display(),
+        hosts = config.hosts.len(),
+        version = DAEMON_VERSION,
+        "listening"
+    );
+
+    let (notify_shutdown, _) = broadcast::channel(1);
+    let (shutdown_complete, mut all_done) = mpsc::channel::<()>(1);
+    let server = Listener {
+        listener,
+        shared: shared.clone(),
+        limit_connections: Arc::new(Semaphore::new(settings.max_connections)),
+        notify_shutdown,
+        shutdown_complete,
+    };
+    {
+        let accepting = server.run();
+        tokio::pin!(accepting);
+        loop {
+            tokio::select! {
+                _ = &mut accepting => break,
+                _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break }
+                _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break }
+                _ = sighup.recv() => reload(&shared, &source),
+            }
+        }
+    }
+    let Listener {
+        listener,
+        notify_shutdown,
+        shutdown_complete,
+        ..
+    } = server;
+    drop(listener);
+    socket::remove(&settings.socket, inode);
+    drop(notify_shutdown);
+    drop(shutdown_complete);
+    match tokio::time::timeout(settings.shutdown_grace, all_done.recv()).await {
+        Ok(_) => tracing::info!("all connections finished; bye"),
+        Err(_) => tracing::warn!(
+            "requests still in flight after {} s (shutdown_grace); exiting anyway",
+            settings.shutdown_grace.as_secs()
+        ),
+    }
+    Ok(())
+}
+
+/// SIGHUP: loads the configuration again, as at start. One that does not load keeps the
+/// configuration in effect.
+fn reload(shared: &Shared, source: &ConfigSource) {
+    let Some(path) = &source.path else {
+        tracing::warn!("SIGHUP: no --config file to reload");
+        return;
+    };
+    let config = match source.load(environment) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("SIGHUP: keeping the old config: {e}");
+            return;
+        }
+    };
+    if let Err(e) = shared.registry.set_config(&config) {
+        tracing::error!("SIGHUP: keeping the old config: {e}");
+        return;
+    }
+    for warning in config.hosts.values().flat_map(|h| h.warnings()) {
+        tracing::warn!("{warning}");
+    }
+    warn_if_server_changed(&shared.settings, &config.server);
+    tracing::info!(path = %path.display(), hosts = config.hosts.len(), "SIGHUP: config reloaded");
+}
+
+fn warn_if_server_changed(running: &ServerSettings, loaded: &ServerSettings) {
+    if running != loaded {
+        tracing::warn!("SIGHUP: [server] changes take effect at the next restart");
+    }
+}

@@ -1,0 +1,57 @@
+//! `hello`: the protocol version, and the hosts the shim read from Prosody's config.
+
+use serde_json::{Map, Value};
+
+use crate::config::HostSettings;
+use crate::config::options::unknown_options;
+use crate::daemon::state::{DAEMON_VERSION, Shared};
+use crate::protocol::{ErrorCode, Hello, PROTOCOL_VERSION, Reply};
+
+pub(super) fn hello(shared: &Shared, id: Value, hello: Hello) -> Reply {
+    if hello.version != PROTOCOL_VERSION {
+        return Reply::error(
+            id,
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "this daemon speaks protocol version {PROTOCOL_VERSION}; the shim sent version {}",
+                hello.version
+            ),
+        );
+    }
+    let mut accepted = Vec::new();
+    let mut errors = Map::new();
+    let mut warnings = Vec::new();
+    for (name, options) in &hello.hosts {
+        let registered = HostSettings::from_options(name, options, false).and_then(|settings| {
+            let host_warnings = settings.warnings();
+            let replaced = shared.registry.set_hello(settings)?;
+            Ok((replaced, host_warnings))
+        });
+        match registered {
+            Ok((replaced, host_warnings)) => {
+                // A shim forwards what Prosody has: unknown names are worth a warning, not a refusal.
+                for key in unknown_options(options) {
+                    warnings.push(format!("host {name:?}: option `{key}` is not used by token-sidecar"));
+                }
+                if replaced {
+                    tracing::info!(host = %name, "host registered by hello");
+                    for warning in &host_warnings {
+                        tracing::warn!("{warning}");
+                    }
+                }
+                warnings.extend(host_warnings);
+                accepted.push(Value::String(name.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(host = %name, "hello: {e}");
+                errors.insert(name.clone(), Value::String(e.to_string()));
+            }
+        }
+    }
+    Reply::new(id, true)
+        .with("version", PROTOCOL_VERSION)
+        .with("daemon", DAEMON_VERSION)
+        .with("accepted", accepted)
+        .with("errors", errors)
+        .with("warnings", warnings)
+}

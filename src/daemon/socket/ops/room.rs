@@ -1,0 +1,120 @@
+//! `room`: may this session join (or create) this room? Decided from what the session got at
+//! login — the token's claims, never its age (docs/COMPATIBILITY.md, "Room joins after login").
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::auth::verify;
+use crate::daemon::login::AcceptedLogin;
+use crate::daemon::state::{Shared, Stats};
+use crate::digest;
+use crate::protocol::{ErrorCode, Refusal, Reply, Room, RoomSessionFields};
+use crate::room::{RoomDecision, RoomSession, RoomTarget, verify_room};
+use crate::token::Purpose;
+
+/// Where the session's token fields come from.
+enum Login {
+    /// A login the daemon remembers (or a token it just verified).
+    Remembered(Arc<AcceptedLogin>),
+    /// The fields the shim says the login set on the session.
+    Session(RoomSessionFields),
+    /// A session without a token.
+    None,
+}
+
+pub(super) async fn room(shared: &Shared, id: Value, room: Room<'_>) -> Reply {
+    let Some(host) = shared.registry.get(&room.host) else {
+        return Reply::unknown_host(id, &room.host);
+    };
+    let prefix = room.prefix.as_deref().unwrap_or("");
+    let sha256 = match (&room.token_sha256, &room.token) {
+        (Some(hex), _) => match digest::parse_sha256_hex(hex) {
+            Some(sha256) => Some(sha256),
+            None => {
+                return Reply::error(
+                    id,
+                    ErrorCode::BadRequest,
+                    "room: `token_sha256` must be 64 hex digits, as an auth reply gives it",
+                );
+            }
+        },
+        (None, Some(token)) => Some(digest::sha256(token.as_bytes())),
+        (None, None) => None,
+    };
+    let remembered = sha256.as_ref().and_then(|sha256| shared.logins.for_room(sha256));
+    let login = match (remembered, room.session, &room.token) {
+        (Some(login), ..) => {
+            Stats::bump(&shared.stats.cache_hits);
+            Login::Remembered(login)
+        }
+        (None, Some(fields), _) => {
+            Stats::bump(&shared.stats.cache_misses);
+            Login::Session(fields)
+        }
+        // A session's token the daemon does not remember: the login judged its time, so only
+        // what the token says is checked again.
+        (None, None, Some(token)) => match verify(shared, &host, Some(token), None, false, Purpose::RoomJoin).await {
+            Ok(Some(login)) => Login::Remembered(login),
+            Ok(None) => Login::None,
+            Err(rejection) => {
+                tracing::info!(
+                    host = %host.name,
+                    token = %digest::fingerprint(token.as_bytes()),
+                    reason = %rejection.reason,
+                    "room join refused: the token does not verify"
+                );
+                return Reply::refused(id, &Refusal::token(&rejection).at_join());
+            }
+        },
+        (None, None, None) if sha256.is_some() => {
+            return Reply::error(
+                id,
+                ErrorCode::UnknownToken,
+                "no verified token with this token_sha256 is cached for this host; send `token` instead",
+            );
+        }
+        (None, None, None) => Login::None,
+    };
+    let session = match &login {
+        Login::Remembered(login) => login.room_session(prefix),
+        Login::Session(fields) => RoomSession {
+            has_token: true,
+            room: fields.jitsi_meet_room.as_ref(),
+            sub: fields.jitsi_meet_domain.as_ref(),
+            context_room: fields.jitsi_meet_context_room.as_ref(),
+            tenant: fields.jitsi_meet_str_tenant.as_ref(),
+            query_prefix: prefix,
+        },
+        Login::None => RoomSession {
+            query_prefix: prefix,
+            ..RoomSession::default()
+        },
+    };
+    let target = RoomTarget {
+        jid: &room.room,
+        allow_unauthenticated_access: if room.room_exists {
+            room.allow_unauthenticated_access
+        } else {
+            None
+        },
+    };
+    match verify_room(&host.policy, &session, &target) {
+        RoomDecision::Allow { tenant_mismatch } => Reply::new(id, true).with("tenant_mismatch", tenant_mismatch),
+        RoomDecision::Deny { denial, detail } => {
+            tracing::info!(
+                host = %host.name,
+                room = %room.room,
+                token = %match &login {
+                    Login::Remembered(login) => login.fingerprint(),
+                    Login::Session(_) => "session",
+                    Login::None => "none",
+                },
+                reason = denial.text(),
+                detail = %detail,
+                "room join refused"
+            );
+            Reply::refused(id, &Refusal::room(&denial, &detail))
+        }
+    }
+}

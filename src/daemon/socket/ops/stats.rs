@@ -1,0 +1,64 @@
+//! `stats`: counters, limits, remembered logins and key sources.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use serde_json::{Map, Value, json};
+
+use crate::daemon::state::{DAEMON_VERSION, Shared};
+use crate::protocol::{Op, Outcome, Reply};
+
+pub(super) fn stats(shared: &Shared, id: Value) -> Reply {
+    let mut ops = Map::new();
+    for op in Op::ALL {
+        let mut counts = Map::new();
+        for (outcome, n) in shared.stats.replies(op) {
+            let name = match outcome {
+                Outcome::Ok => "ok",
+                Outcome::Refused => "refused",
+                Outcome::Error => "error",
+            };
+            counts.insert(name.into(), n.into());
+        }
+        ops.insert(op.name().into(), Value::Object(counts));
+    }
+    let mut hosts = BTreeMap::new();
+    for host in shared.registry.all() {
+        let (key_server, key_set) = host.verifier.key_stats();
+        hosts.insert(
+            host.name.clone(),
+            json!({ "origin": host.origin.as_str(), "key_server": key_server, "key_set": key_set }),
+        );
+    }
+    let settings = &shared.settings;
+    let global_in_use = settings.max_inflight - shared.global.available_permits();
+    Reply::new(id, true)
+        .with("daemon", DAEMON_VERSION)
+        .with("ops", ops)
+        .with(
+            "connections",
+            json!({
+                "open": shared.stats.connections.load(Ordering::Relaxed),
+                "accepted": shared.stats.accepted.load(Ordering::Relaxed),
+                "limit": settings.max_connections,
+            }),
+        )
+        .with(
+            "inflight",
+            json!({
+                "now": global_in_use,
+                "limit": settings.max_inflight,
+                "per_connection_limit": settings.max_inflight_per_connection,
+            }),
+        )
+        .with(
+            "verify_cache",
+            json!({
+                "entries": shared.logins.count(),
+                "capacity": settings.verify_cache_size,
+                "hits": shared.stats.cache_hits.load(Ordering::Relaxed),
+                "misses": shared.stats.cache_misses.load(Ordering::Relaxed),
+            }),
+        )
+        .with("hosts", serde_json::to_value(hosts).unwrap_or(Value::Null))
+}

@@ -4,7 +4,6 @@
 
 local urldecode = require "util.http".urldecode;
 local generate_uuid = require "util.uuid".generate;
-local new_sasl = require "util.sasl".new;
 local sasl = require "util.sasl";
 local sidecar = module:require "token_sidecar";
 
@@ -12,14 +11,7 @@ local host = module.host;
 local full_sessions = prosody.full_sessions;
 local fire = prosody.events.fire_event;
 local value, fingerprint, UNAVAILABLE = sidecar.value, sidecar.fingerprint, sidecar.UNAVAILABLE;
-
-local timeout = module:get_option_number("token_sidecar_timeout", 10);
-local client = sidecar.client_for(module:get_option_string("token_sidecar_socket", sidecar.DEFAULT_SOCKET));
-client:register(host, module);
-module:hook_global("config-reloaded", function ()
-	timeout = module:get_option_number("token_sidecar_timeout", 10);
-	client:register(host, module);
-end);
+local service = sidecar.attach(host, module);
 
 local measure_pre_fetch_fail = module:measure("pre_fetch_fail", "counter");
 local measure_verify_fail = module:measure("verify_fail", "counter");
@@ -31,18 +23,16 @@ local measure_unavailable = module:measure("unavailable", "counter");
 -- One query parameter, as util.http.formdecode would give it (the last one wins, `+` is a space),
 -- without decoding the whole query: a token is most of a URL, and this runs on every connection.
 local function param(query, name)
-	local key, value_at = name .. "=", nil;
-	if query:sub(1, #key) == key then value_at = #key + 1; end
-	local at = 1;
+	local key, at, from = name .. "=", 1, nil;
+	if query:sub(1, #key) == key then from = #key + 1; end
 	while true do
 		local i = query:find("&" .. key, at, true);
 		if not i then break; end
-		value_at, at = i + #key + 1, i + 1;
+		from, at = i + #key + 1, i + 1;
 	end
-	if not value_at then return nil; end
-	local stop = query:find("&", value_at, true);
-	local v = query:sub(value_at, stop and stop - 1 or nil);
-	if v:find("%", 1, true) or v:find("+", 1, true) then v = urldecode((v:gsub("%+", "%%20"))); end
+	if not from then return nil; end
+	local v = query:sub(from, (query:find("&", from, true) or 0) - 1);
+	if v:find("[%%+]") then v = urldecode((v:gsub("%+", "%%20"))); end
 	return v;
 end
 
@@ -52,21 +42,15 @@ local function init_session(event)
 	-- Every token host's instance hooks the same global events: the first one does the work.
 	if session.token_sidecar_seen then return; end
 	session.token_sidecar_seen = true;
-	local token;
-	local authorization = request.headers.authorization;
-	if authorization then
-		token = authorization:match("^[Bb][Ee][Aa][Rr][Ee][Rr] (.*)$");
-	end
+	local token = (request.headers.authorization or ""):match("^[Bb][Ee][Aa][Rr][Ee][Rr] (.*)$");
 	local query = request.url.query;
 	if query then
 		token = param(query, "token") or token; -- the query wins over the header
-		session.previd = param(query, "previd");
-		session.customusername = param(query, "customusername");
+		session.previd, session.customusername = param(query, "previd"), param(query, "customusername");
 		session.jitsi_web_query_room = param(query, "room");
 		session.jitsi_web_query_prefix = param(query, "prefix") or "";
 	end
-	session.auth_token = token;
-	session.user_agent_header = request.headers.user_agent;
+	session.auth_token, session.user_agent_header = token, request.headers.user_agent;
 end
 module:hook_global("bosh-session", init_session);
 module:hook_global("websocket-session", init_session);
@@ -86,29 +70,27 @@ local function ask(session)
 		-- Would not fit a protocol line / is not text: refused here with the daemon's own texts.
 		return { ok = false, condition = "not-allowed", text = #token > 49152 and "token too large" or "Invalid token" };
 	end
-	local req = {
+	return service.call({
 		op = "auth", host = host, token = token, public_key = session.public_key,
 		prefix = session.jitsi_web_query_prefix, room = session.jitsi_web_query_room,
 		user_agent = session.user_agent_header, context_required = session.contextRequired and true or nil,
-	};
-	if not sidecar.in_runner() then
-		return nil, "no async runner for this session";
-	end
-	return client:call(req, timeout);
+	});
 end
 
-local function fail(session, counter, condition, text)
+-- The daemon logs its refusals with the tenant, room and user agent; this says which session.
+local function fail(session, counter, condition, text, why)
+	module:log("warn", "token %s refused: %s%s", fingerprint(session.auth_token), tostring(text),
+		why and (" (" .. tostring(why) .. ")") or "");
 	session.auth_token = nil;
 	counter(1);
-	return false, condition, text;
+	return false, condition or "not-allowed", text;
 end
 
 function provider.get_sasl_handler(session)
-	local function verify(self, message)
+	local function verify(self)
 		local pre = fire("pre-jitsi-authentication-fetch-key", session);
 		if pre ~= nil and pre.res == false then
-			module:log("warn", "pre-authentication refused: %s, reason: %s", tostring(pre.error), tostring(pre.reason));
-			return fail(session, measure_pre_fetch_fail, pre.error, pre.reason);
+			return fail(session, measure_pre_fetch_fail, pre.error, pre.reason, "pre-jitsi-authentication-fetch-key");
 		end
 
 		local reply, why = ask(session);
@@ -120,17 +102,12 @@ function provider.get_sasl_handler(session)
 		end
 		if reply.ok ~= true then
 			local detail = value(reply.detail);
-			module:log("warn", "token %s refused: %s%s tenant:%s room:%s user_agent:%s",
-				fingerprint(session.auth_token), tostring(value(reply.text)),
-				(detail and detail ~= "") and (" (" .. tostring(detail) .. ")") or "",
-				tostring(session.jitsi_web_query_prefix), tostring(session.jitsi_web_query_room),
-				tostring(session.user_agent_header));
-			return fail(session, measure_verify_fail, value(reply.condition) or "not-allowed", value(reply.text));
+			return fail(session, measure_verify_fail, value(reply.condition), value(reply.text), detail ~= "" and detail);
 		end
 
 		if not reply.anonymous then
 			for field, v in pairs(value(reply.session) or {}) do session[field] = value(v); end
-			session.token_sidecar_sha256 = value(reply.token_sha256);
+			session.token_sidecar_sha256 = value(reply.token_sha256); -- the room check's key (mod_token_verification)
 			local claims = value(reply.claims) or {};
 			fire("jitsi-authentication-token-verified", { session = session, claims = claims });
 			-- A token-verified handler may ask for a context claim.
@@ -155,33 +132,27 @@ function provider.get_sasl_handler(session)
 					break;
 				end
 			end
-		else
-			self.username = message;
-		end
+		end -- else the mechanism's fresh UUID
 
 		local post = fire("post-jitsi-authentication", session);
 		if post ~= nil and post.res == false then
-			module:log("warn", "post-authentication refused: %s, reason: %s", tostring(post.error), tostring(post.reason));
-			return fail(session, measure_post_auth_fail, post.error, post.reason);
+			return fail(session, measure_post_auth_fail, post.error, post.reason, "post-jitsi-authentication");
 		end
 
 		measure_success(1);
 		return true;
 	end
-	return new_sasl(host, { anonymous = verify });
+	return sasl.new(host, { anonymous = verify });
 end
 
 module:provides("auth", provider);
 
 -- Prosody's own ANONYMOUS mechanism asks again while the profile says no; this one answers with the
 -- refusal. util.sasl is shared, so this applies to every host, as with Jitsi's module.
-local function anonymous(self)
+sasl.registerMechanism("ANONYMOUS", { "anonymous" }, function (self)
 	local username = generate_uuid();
 	local ok, condition, text = self.profile.anonymous(self, username, self.realm);
-	if ok == true then
-		if self.username == nil then self.username = username; end
-		return "success";
-	end
-	return "failure", condition or "not-allowed", text;
-end
-sasl.registerMechanism("ANONYMOUS", { "anonymous" }, anonymous);
+	if ok ~= true then return "failure", condition or "not-allowed", text; end
+	if self.username == nil then self.username = username; end
+	return "success";
+end);

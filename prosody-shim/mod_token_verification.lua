@@ -1,6 +1,8 @@
 -- Room checks through the token-sidecar daemon; a drop-in for Jitsi's mod_token_verification.
 -- Load it on the MUC component. The rules of the parent host (the component's host without its
 -- first label) apply; admins, the allowlist, visitor nodes (s2sin) and recorders pass unchecked.
+-- A join is judged by what the session got at login, as Jitsi's is: its token's claims, never its
+-- age (a session outlives its token).
 
 local st = require "util.stanza";
 local jid = require "util.jid";
@@ -19,19 +21,14 @@ local measure_success = module:measure("success", "counter");
 local measure_fail = module:measure("fail", "counter");
 local measure_unavailable = module:measure("unavailable", "counter");
 
-local client, timeout, require_token_for_moderation, allowlist, admins, recorder_prefixes;
-local function load_config()
-	timeout = module:get_option_number("token_sidecar_timeout", 10);
-	client = sidecar.client_for(module:get_option_string("token_sidecar_socket", sidecar.DEFAULT_SOCKET));
+local require_token_for_moderation, allowlist, admins, recorder_prefixes;
+local service = sidecar.attach(parent, parent and module:context(parent), function ()
 	require_token_for_moderation = module:get_option_boolean("token_verification_require_token_for_moderation");
 	allowlist = module:get_option_set("token_verification_allowlist", {});
 	admins = module:get_option_inherited_set("admins", {}) / jid.prep;
 	recorder_prefixes = module:get_option_inherited_set("recorder_prefixes",
 		{ "recorder@recorder.", "jibria@recorder.", "jibrib@recorder." });
-	if parent then client:register(parent, module:context(parent)); end
-end
-load_config();
-module:hook_global("config-reloaded", load_config);
+end);
 
 local function is_admin(user_jid)
 	return admins:contains(jid.bare(user_jid));
@@ -39,7 +36,7 @@ end
 
 -- Who joins without a room check. Jitsi also lets through presences that carry a jigasi initiator,
 -- the transcriber feature or a SIP-jibri email; any client can write those, so here they count
--- only for admins and allowlisted senders, who pass anyway (docs/MIGRATING.md).
+-- only for admins and allowlisted senders, who pass anyway (docs/COMPATIBILITY.md).
 local function bypasses(session, user_jid)
 	if is_admin(user_jid) then return true; end
 	local bare, domain = jid.bare(user_jid), select(2, jid.split(user_jid));
@@ -59,6 +56,16 @@ local function refuse(session, stanza, kind, condition, text, jitmeet)
 	return true; -- stops the join
 end
 
+-- What the login set on the session, for a daemon that no longer remembers the login (it was
+-- restarted, or forgot it): the fields Jitsi's own room check reads.
+local function login_fields(session)
+	if session.auth_token == nil then return nil; end -- a session without a token
+	return {
+		jitsi_meet_room = session.jitsi_meet_room, jitsi_meet_domain = session.jitsi_meet_domain,
+		jitsi_meet_context_room = session.jitsi_meet_context_room, jitsi_meet_str_tenant = session.jitsi_meet_str_tenant,
+	};
+end
+
 -- Returns nil to let the join go on, true when it was refused (and answered).
 local function check(session, stanza, room, exists)
 	local user_jid = stanza.attr.from;
@@ -66,17 +73,13 @@ local function check(session, stanza, room, exists)
 	if not parent then
 		return refuse(session, stanza, "cancel", "internal-server-error", "room checks are not configured");
 	end
-	if not sidecar.in_runner() then
-		module:log("error", "join of %s to %s has no async runner to wait in; refused", user_jid, stanza.attr.to);
-		return refuse(session, stanza, "wait", "service-unavailable", UNAVAILABLE);
-	end
 	local flag = exists and room and room._data and room._data.allowUnauthenticatedAccess;
 	if type(flag) ~= "boolean" then flag = nil; end
-	local reply, why = client:call({
-		op = "room", host = parent, token = session.auth_token, room = jid.bare(stanza.attr.to),
-		prefix = session.jitsi_web_query_prefix or "", room_exists = exists,
-		allow_unauthenticated_access = flag,
-	}, timeout);
+	local reply, why = service.call({
+		op = "room", host = parent, room = jid.bare(stanza.attr.to), prefix = session.jitsi_web_query_prefix or "",
+		token_sha256 = session.token_sidecar_sha256, session = login_fields(session),
+		room_exists = exists, allow_unauthenticated_access = flag,
+	});
 	if not reply then
 		module:log("error", "join of %s to %s: %s: %s", user_jid, stanza.attr.to, UNAVAILABLE, why);
 		measure_unavailable(1);

@@ -362,6 +362,7 @@ function prosodyConfig() {
   opt('storage', 'internal');
   opt('token_sidecar_socket', join(tmp, 'ts.sock'));
   opt('token_sidecar_timeout', 1);
+  opt('test_public_key_file', join(tmp, 'public-key.pem'));
   opt('admins', ['focus@auth.meet.example.com']);
   opt('muc_mapper_domain_base', 'meet.example.com');
   opt('modules_enabled', ['saslauth', 'bosh', 'websocket', 'ping']);
@@ -1068,6 +1069,55 @@ test('case 39: context.tenant "Acme", sub "acme": prefix=acme → no mismatch; p
   expectJoined(await d.join(MUC('[acme]locked39'), 'c39d'), 'prefix=acme, flag false');
 });
 
+// --- Joins after login: the login's verdict, not the token's age ---------------------------------
+
+// Leaves `room` and waits for the unavailable self-presence.
+async function leave(c, room, nick) {
+  const to = `${room}/${nick}`.toLowerCase();
+  const gone = c.waitFor((st) => localName(st) === 'presence' && st.getAttribute('type') === 'unavailable'
+    && st.getAttribute('from')?.toLowerCase() === to, 5000, `leave ${to}`);
+  c.send($pres({ to: `${room}/${nick}`, type: 'unavailable' }).tree());
+  await gone;
+}
+
+async function restartDaemon(label) {
+  process.kill(daemon.pid, 'SIGKILL');
+  await new Promise((r) => (daemon.exited ? r() : daemon.proc.once('exit', r)));
+  const t0 = performance.now();
+  startDaemon();
+  return timeToRecovery(t0, 5000, label);
+}
+
+test('joins after login: a 5 s token logs in, 7 s later joins its room and is refused another; after a daemon restart (login forgotten) the same', async () => {
+  await ensureRooms(MUC('room1'), MUC('room2'));
+  const c = await tokenUser(T({ ...user('late-joiner'), exp: now() + 5, iat: now() }));
+  await sleep(7000);
+  expectJoined(await c.join(MUC('room1'), 'late'), 'room1 after the token expired');
+  expectRefused(await c.join(MUC('room2'), 'late'), { text: 'Room and token mismatched' });
+  await leave(c, MUC('room1'), 'late');
+  note(`joins after login: the daemon restarted; first login ${await restartDaemon('after-forget')} ms later`);
+  expectJoined(await c.join(MUC('room1'), 'late'), 'room1 again, the daemon having forgotten the login');
+  expectRefused(await c.join(MUC('room2'), 'late'), { text: 'Room and token mismatched' });
+}, { timeoutMs: 30000 });
+
+test('joins after login: a session whose key came from a pre-jitsi-authentication-fetch-key handler (public_key) joins its room', async () => {
+  await ensureRoom(MUC('room1', 'asap.example.com'));
+  keyServer.set('jitsi/pubkey-only', '404');
+  const token = rs({ ...user('pubkey-user'), room: 'room1' }, { kid: 'jitsi/pubkey-only' });
+  const c = await tokenUser(token, { domain: 'asap.example.com', query: { room: 'pubkey' } });
+  expectJoined(await c.join(MUC('room1', 'asap.example.com'), 'pubkey'), 'room1 on asap.example.com');
+  expectRefused(await c.join(MUC('room2', 'asap.example.com'), 'pubkey'), { text: 'Room and token mismatched' });
+  check(keyServer.count('jitsi/pubkey-only') === 0, `the key server was asked ${keyServer.count('jitsi/pubkey-only')} time(s)`);
+});
+
+test('joins after login: a session that logged in on another VirtualHost (RS256 on asap.example.com) joins a room under meet.example.com\'s rules', async () => {
+  await ensureRooms(MUC('room1'), MUC('room2'));
+  keyServer.set('jitsi/key1', 'ok');
+  const c = await tokenUser(rs({ ...user('elsewhere'), sub: 'meet.example.com' }), { domain: 'asap.example.com' });
+  expectJoined(await c.join(MUC('room1'), 'elsewhere'), 'room1@conference.meet.example.com');
+  expectRefused(await c.join(MUC('room2'), 'elsewhere'), { text: 'Room and token mismatched' });
+});
+
 test('DESIGN 6: jigasi initiator / transcriber feature in a non-admin presence is no bypass', async () => {
   await ensureRooms(MUC('room1'), MUC('room2'));
   const jigasi = (p) => p.c('initiator', { xmlns: NS.JIGASI }).up();
@@ -1387,6 +1437,7 @@ async function main() {
   keyServer = new KeyServer();
   await keyServer.start();
   writeFileSync(join(tmp, 'prosody.cfg.lua'), prosodyConfig());
+  writeFileSync(join(tmp, 'public-key.pem'), rsaPublicPem);
 
   let version = '(unknown)';
   try { version = prosodyctl('about').split('\n')[0]; } catch (e) { version = `(prosodyctl about failed: ${e.message})`; }

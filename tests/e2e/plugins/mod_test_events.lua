@@ -6,6 +6,8 @@
 --
 -- Steering, by `context.user.id` in the token (or the URL's `room` parameter):
 --   room=prefail      pre-jitsi-authentication-fetch-key -> { res = false, "pre-fetch says no" }
+--   room=pubkey       pre-jitsi-authentication-fetch-key sets session.public_key to the PEM in the
+--                     file named by the option `test_public_key_file`
 --   id "banned"       jitsi-access-ban-check -> false ("user is banned")
 --   id "custom"       pre-jitsi-authentication -> the user's `name` (becomes the JID's local part)
 --   id "postfail"     post-jitsi-authentication -> { res = false, "post-auth says no" }
@@ -53,6 +55,11 @@ module:hook_global("pre-jitsi-authentication-fetch-key", function (session)
 	if session.host ~= host then return; end
 	if session.jitsi_web_query_room == "prefail" then
 		return { res = false, error = "not-allowed", reason = "pre-fetch says no" };
+	end
+	if session.jitsi_web_query_room == "pubkey" then
+		local f = assert(io.open(module:get_option_string("test_public_key_file"), "r"));
+		session.public_key = f:read("*a");
+		f:close();
 	end
 end);
 

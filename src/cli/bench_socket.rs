@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::Failure;
+use super::failure::Failure;
 
 const HS_HOST: &str = "bench-hs256.invalid";
 const RS_HOST: &str = "bench-rs256.invalid";

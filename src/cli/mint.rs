@@ -8,7 +8,8 @@ use serde_json::Value;
 use token_sidecar::clock::unix_now;
 use token_sidecar::token::{self, Minter};
 
-use super::{Failure, HostArgs};
+use super::failure::Failure;
+use super::host::HostArgs;
 
 #[derive(Args)]
 pub(super) struct MintArgs {

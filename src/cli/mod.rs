@@ -3,17 +3,19 @@
 //! usage or configuration error.
 
 mod bench_socket;
+mod failure;
+mod host;
+mod logging;
 mod mint;
 mod serve;
 mod verify;
 
-use std::error::Error;
 use std::process::ExitCode;
 
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use token_sidecar::config::{Config, HostSettings};
+use failure::{Failure, cause_chain};
+use logging::{LogFormat, init_logging};
 
 #[derive(Parser)]
 #[command(
@@ -55,80 +57,6 @@ enum Command {
     BenchSocket(bench_socket::BenchArgs),
 }
 
-/// The host a token is checked or minted for.
-#[derive(Args)]
-struct HostArgs {
-    /// TOML file with a [hosts."HOST"] table (see docs/CONFIG.md).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
-    /// The Prosody VirtualHost whose settings apply, e.g. meet.example.com.
-    #[arg(long, value_name = "HOST")]
-    host: String,
-}
-
-impl HostArgs {
-    /// The host's settings from the file.
-    fn settings(&self) -> Result<HostSettings, Failure> {
-        let config = Config::load(&self.config).map_err(Failure::usage)?;
-        Ok(config.host(&self.host).map_err(Failure::usage)?.clone())
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// How a command failed.
-#[derive(Debug)]
-enum Failure {
-    /// The caller's mistake (flags, config, input): exit 2.
-    Usage(Box<dyn Error + Send + Sync>),
-    /// Something failed while running (binding the socket, permissions, the daemon gone): exit 1.
-    Runtime(Box<dyn Error + Send + Sync>),
-}
-
-impl Failure {
-    fn usage(e: impl Into<Box<dyn Error + Send + Sync>>) -> Failure {
-        Failure::Usage(e.into())
-    }
-
-    fn runtime(e: impl Into<Box<dyn Error + Send + Sync>>) -> Failure {
-        Failure::Runtime(e.into())
-    }
-}
-
-/// The error and every cause under it, on one line: `a: b: c`.
-fn cause_chain(error: &dyn Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
-fn init_logging(default_level: &str, format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.to_owned().into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 /// Parses the command line, runs the subcommand, and says how it ended.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -160,21 +88,5 @@ pub fn run() -> ExitCode {
             eprintln!("error: {}", cause_chain(e.as_ref()));
             ExitCode::from(1)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cause_chain_is_one_line() {
-        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
-        let e = token_sidecar::daemon::BindError::Io {
-            path: "/run/x.sock".into(),
-            action: "bind",
-            source: io,
-        };
-        assert_eq!(cause_chain(&e), "/run/x.sock: bind: Permission denied");
     }
 }

@@ -7,7 +7,8 @@ use clap::Args;
 use token_sidecar::config::ConfigSource;
 use token_sidecar::daemon;
 
-use super::{Failure, LogFormat};
+use super::failure::Failure;
+use super::logging::LogFormat;
 
 #[derive(Args)]
 pub(super) struct ServeArgs {

@@ -12,7 +12,8 @@ use token_sidecar::protocol::Refusal;
 use token_sidecar::room::{RoomDecision, RoomSession, RoomTarget, verify_room};
 use token_sidecar::token::{Accepted, AuthRequest, Check, Rejection, Verifier};
 
-use super::{Failure, HostArgs};
+use super::failure::Failure;
+use super::host::HostArgs;
 
 #[derive(Args)]
 pub(super) struct VerifyArgs {

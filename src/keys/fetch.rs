@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use reqwest::{Client, StatusCode, Url, header, redirect};
 
-use super::KeySourceStats;
-
 /// How keys are fetched and cached (host options `asap_key_*` and `jwt_pubkey_cache_size`; their
 /// defaults are in the host-option table, `config::options`).
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +29,23 @@ pub struct FetchSettings {
     /// Fetches for kids not in the cache allowed per second, and as a burst (`asap_key_fetch_rate`).
     /// 0 turns the limit off.
     pub unknown_kid_rate: u32,
+}
+
+/// Counters a key source keeps, for `stats` and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct KeySourceStats {
+    /// HTTP requests started (each retry counts).
+    pub http_requests: u64,
+    /// Lookups answered from the cache (fresh or stale).
+    pub hits: u64,
+    /// Lookups that needed a fetch.
+    pub misses: u64,
+    /// Lookups answered from the negative cache.
+    pub negative_hits: u64,
+    /// Lookups refused because the unknown-kid fetch budget was spent.
+    pub rate_limited: u64,
+    /// Stale keys served because a refetch failed.
+    pub stale_served: u64,
 }
 
 /// Why a key could not be had. `Display` is for admins: it names the URL and what to check.

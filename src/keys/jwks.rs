@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::Client;
 
-use super::fetch::{self, Counters, KeySourceError};
-use super::{FetchSettings, KeyError, KeySourceStats, VerifyingKey};
+use super::fetch::{self, Counters, FetchSettings, KeyError, KeySourceError, KeySourceStats};
+use super::material::VerifyingKey;
 
 /// The intervals a key set keeps. The defaults follow the Lua plugin; tests shorten them.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,8 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use signature::{ParsedPublicKey, VerificationAlgorithm};
 
-use super::KeyError;
 use super::der;
+use super::fetch::KeyError;
 
 /// RSA keys shorter than this are refused (and aws-lc-rs would not verify with them anyway).
 const MIN_RSA_BITS: u64 = 2048;

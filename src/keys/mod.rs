@@ -17,25 +17,8 @@ mod server;
 mod signing;
 
 pub use algorithm::{ALGORITHM_NAMES, is_hmac, parse_algorithm};
-pub use fetch::{FetchSettings, KeyError, KeySourceError, parse_http_url};
+pub use fetch::{FetchSettings, KeyError, KeySourceError, KeySourceStats, parse_http_url};
 pub use jwks::{JwksSource, JwksTiming};
 pub use material::{KeyKind, VerifyingKey};
 pub use server::KeyServer;
 pub use signing::{SigningError, SigningKey};
-
-/// Counters a key source keeps, for `stats` and tests.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct KeySourceStats {
-    /// HTTP requests started (each retry counts).
-    pub http_requests: u64,
-    /// Lookups answered from the cache (fresh or stale).
-    pub hits: u64,
-    /// Lookups that needed a fetch.
-    pub misses: u64,
-    /// Lookups answered from the negative cache.
-    pub negative_hits: u64,
-    /// Lookups refused because the unknown-kid fetch budget was spent.
-    pub rate_limited: u64,
-    /// Stale keys served because a refetch failed.
-    pub stale_served: u64,
-}

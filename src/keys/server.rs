@@ -14,8 +14,8 @@ use moka::future::Cache;
 use moka::ops::compute::Op;
 use reqwest::Client;
 
-use super::fetch::{self, Counters, KeySourceError};
-use super::{FetchSettings, KeyError, KeySourceStats, VerifyingKey};
+use super::fetch::{self, Counters, FetchSettings, KeyError, KeySourceError, KeySourceStats};
+use super::material::VerifyingKey;
 use crate::digest;
 
 /// An ASAP key server (`asap_key_server`): the public key for `kid` is fetched from

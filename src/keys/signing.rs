@@ -8,6 +8,8 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use aws_lc_rs::{hmac, rsa};
 use jsonwebtoken::Algorithm;
 
+use super::algorithm::is_hmac;
+
 /// A key that signs: an HMAC secret, or an RSA, EC P-256/P-384 or Ed25519 private key.
 pub enum SigningKey {
     /// A shared secret, used as raw bytes (as `app_secret` is).
@@ -95,7 +97,7 @@ impl SigningKey {
     /// Whether this key signs `alg`.
     pub fn signs(&self, alg: Algorithm) -> bool {
         match self {
-            SigningKey::Hmac(_) => super::is_hmac(alg),
+            SigningKey::Hmac(_) => is_hmac(alg),
             SigningKey::Rsa(_) => rsa_padding(alg).is_some(),
             SigningKey::Ec(_, own) => *own == alg,
             SigningKey::Ed25519(_) => alg == Algorithm::EdDSA,

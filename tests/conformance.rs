@@ -1,4 +1,4 @@
-//! REFERENCE §10: the cases that need no Prosody, table-driven. Each asserts the verdict and the
+//! docs/COMPATIBILITY.md's cases that need no Prosody, table-driven. Each asserts the verdict and the
 //! exact text a client would see.
 
 mod common;
@@ -86,7 +86,7 @@ fn sasl_cases_1_to_17() {
             Some("Invalid token"),
         ),
         ("5", c.clone(), Some("abc.def".into()), Some("Invalid token")),
-        // DESIGN 7: typ absent or JWT in any case passes; another typ does not.
+        // Difference 7: typ absent or JWT in any case passes; another typ does not.
         (
             "6 no typ",
             c.clone(),
@@ -270,7 +270,7 @@ fn sasl_cases_1_to_17() {
             Some(token_with(json!({"aud": null}))),
             Some("'aud' claim is missing"),
         ),
-        // DESIGN 7: an array aud passes when one member is accepted.
+        // Difference 7: an array aud passes when one member is accepted.
         (
             "16",
             config("asap_accepted_audiences = [\"jitsi\"]"),
@@ -289,7 +289,7 @@ fn sasl_cases_1_to_17() {
             Some(token_with(json!({"aud": "other"}))),
             Some("invalid 'aud' claim"),
         ),
-        // DESIGN 1: a proper failure instead of no reply.
+        // Difference 1: a proper failure instead of no reply.
         (
             "17",
             c.clone(),
@@ -478,6 +478,6 @@ fn room_cases_28_to_34() {
         )),
         "33 other room"
     );
-    // DESIGN 2: no sub with domain verification on is a refusal, not a Lua error.
+    // Difference 2: no sub with domain verification on is a refusal, not a Lua error.
     assert_eq!(join(&c, json!({"sub": null}), &conf("room1"), ""), mismatched, "34");
 }

@@ -1,4 +1,4 @@
-//! REFERENCE §10 cases 18–25 (public keys) and the algorithm-confusion guarantees, against a real
+//! docs/COMPATIBILITY.md cases 18–25 (public keys) and the algorithm-confusion guarantees, against a real
 //! HTTP key server on 127.0.0.1.
 
 mod common;
@@ -66,7 +66,7 @@ async fn case_18_key_server_fetch_once() {
 
 #[tokio::test]
 async fn case_19_trailing_slash_gives_one_slash() {
-    // Deliberate difference: the reference requests asap//<hex>.pem.
+    // Difference 3: Jitsi's plugin requests asap//<hex>.pem.
     let key = TestKey::rsa();
     let server = TestServer::start().await;
     server.set(&key_path(KID), Response::ok(key.public_pem()));
@@ -107,7 +107,7 @@ async fn case_20_header_problems() {
 
 #[tokio::test]
 async fn case_21_not_found_is_cached_briefly() {
-    // Deliberate difference: the reference fetches again for every login (2 requests).
+    // Difference 3: Jitsi's plugin fetches again for every login (2 requests).
     let key = TestKey::rsa();
     let server = TestServer::start().await;
     let verifier = Verifier::new(settings(&format!("asap_key_server = \"{}\"", server.url("/asap")))).unwrap();
@@ -194,7 +194,7 @@ async fn case_25_key_set_before_key_server() {
 
 #[tokio::test]
 async fn key_set_alone_unknown_kid_is_a_clean_failure() {
-    // The reference raises a Lua error (no SASL reply) when only cache_keys_url is set.
+    // Jitsi's plugin raises a Lua error (no SASL reply) when only cache_keys_url is set.
     let key = TestKey::rsa();
     let server = TestServer::start().await;
     server.set("/jwks", Response::ok(json!({"keys": [key.jwk("k1")]}).to_string()));

@@ -31,7 +31,7 @@ fn hs256(claims: &Value, secret: &str) -> String {
     hs_jwt(Algorithm::HS256, secret.as_bytes(), None, claims)
 }
 
-/// Base token T of REFERENCE §10, with `extra` claims merged in.
+/// Base token T of docs/COMPATIBILITY.md's cases, with `extra` claims merged in.
 fn token(extra: Value) -> String {
     let mut claims = json!({"iss": "myapp", "aud": "jitsi", "sub": HOST, "room": "room1", "exp": now() + 3600});
     if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
@@ -276,7 +276,7 @@ fn every_op_answers_over_the_socket() {
     let reply = c.call(json!({"id": 2, "op": "hello", "version": 99}));
     assert_eq!(reply["error"], "unsupported-version", "{reply}");
 
-    // auth: accepted, with claims and the session fields of REFERENCE §5.
+    // auth: accepted, with claims and the session fields (docs/COMPATIBILITY.md, "Session fields").
     let t = token(json!({"context": {"user": {"name": "Alice"}, "tenant": "acme"}}));
     let reply = c.call(
         json!({"id": "a", "op": "auth", "host": HOST, "token": t, "prefix": "", "room": "room1",
@@ -295,7 +295,7 @@ fn every_op_answers_over_the_socket() {
     let sha = reply["token_sha256"].as_str().expect("token_sha256").to_owned();
     assert_eq!(sha.len(), 64);
 
-    // auth: refused with the reference's texts.
+    // auth: refused with Jitsi's texts.
     let reply = c.call(json!({"id": 3, "op": "auth", "host": HOST, "token": hs256(&json!({"iss": "myapp"}), "wrong")}));
     assert_eq!(
         (reply["ok"].clone(), reply["condition"].clone(), reply["text"].clone()),

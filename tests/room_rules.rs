@@ -1,4 +1,4 @@
-//! Room rules against REFERENCE §10 cases 28–39 and the deliberate differences (DESIGN 2, 8, 9).
+//! Room rules against docs/COMPATIBILITY.md cases 28–39 and the deliberate differences 2, 8 and 9.
 //!
 //! Base config C: domain verification on, `muc_mapper_domain_base = meet.example.com`, prefix
 //! `conference`, MUC domain `conference.meet.example.com`, room claim required, no empty tokens.
@@ -187,7 +187,7 @@ fn reference_cases_28_to_39() {
             Deny(RoomMismatch, "\"room2\""),
         )
         .policy(off),
-        // DESIGN 2: the reference raises a Lua error and sends no reply.
+        // Difference 2: Jitsi's plugin raises a Lua error and sends no reply.
         case(
             "34 no sub",
             token(json!({"sub": null})),
@@ -210,7 +210,7 @@ fn reference_cases_28_to_39() {
         .policy(|p| p.allow_empty_token = true)
         .unauth(false),
         case("37 empty token, flag unset", None, jid("room1"), Allow).policy(|p| p.allow_empty_token = true),
-        // DESIGN 9: no `room-does-not-exist`; the room need not exist.
+        // Difference 9: no `room-does-not-exist`; the room need not exist.
         case("38 new room", token(json!({"room": "newroom"})), jid("newroom"), Allow),
         case(
             "39 tenant equals prefix",
@@ -253,7 +253,7 @@ fn sub_domain_forms() {
             jid("room1"),
             Allow,
         ),
-        // The reference prepends muc_mapper_domain_prefix to sub, so a sub naming the MUC domain
+        // Jitsi prepends muc_mapper_domain_prefix to sub, so a sub naming the MUC domain
         // itself looks for conference.conference.meet.example.com.
         case(
             "sub is the MUC domain",
@@ -352,7 +352,7 @@ fn sub_domain_forms() {
 fn room_names_in_one_normal_form() {
     let cyrillic = "%d1%82%d0%b5%d1%81%d1%82";
     let cases = vec![
-        // DESIGN 8: the reference compares the ASCII-lowercased claim with the encoded node.
+        // Difference 8: Jitsi compares the ASCII-lowercased claim with the encoded node.
         case(
             "Cyrillic claim, encoded node",
             token(json!({"room": "Тест"})),
@@ -449,7 +449,7 @@ fn regex_rooms() {
             Deny(RoomNameDoesNotMatch, ""),
         ),
         case("regex literals fold case", regex("^ROOM%d+$"), jid("Room42"), Allow),
-        // The reference lowercases %D into %d and so inverts the class.
+        // Jitsi lowercases %D into %d and so inverts the class.
         case("regex %D stays non-digit", regex("^%D+$"), jid("room"), Allow),
         case(
             "regex %D refuses digits",
@@ -463,7 +463,7 @@ fn regex_rooms() {
             jid("%d1%82%d0%b5%d1%81%d1%82"),
             Allow,
         ),
-        // A capture is what gets compared, as in the reference: here "room" against "room42".
+        // A capture is what gets compared, as in Jitsi's plugins: here "room" against "room42".
         case(
             "regex capture is the room",
             regex("^(room)%d+$"),

@@ -21,7 +21,7 @@ pub struct HostSettings {
     pub asap_key_server: Option<String>,
     /// `cache_keys_url`: URL of a key set fetched up front.
     pub cache_keys_url: Option<String>,
-    /// The algorithms a token's `alg` may name (the reference accepts exactly one).
+    /// The algorithms a token's `alg` may name (Jitsi's plugins accept exactly one).
     pub signature_algorithms: Vec<Algorithm>,
     /// `allow_empty_token`: a login without a token is anonymous.
     pub allow_empty_token: bool,
@@ -39,9 +39,9 @@ pub struct HostSettings {
     pub muc_mapper_domain_prefix: String,
     /// `muc_mapper_domain`.
     pub muc_mapper_domain: Option<String>,
-    /// Seconds of clock skew allowed on `exp` and `nbf` (the reference allows none).
+    /// Seconds of clock skew allowed on `exp` and `nbf` (Jitsi's plugins allow none).
     pub leeway: u64,
-    /// Refuse tokens without `exp` (the reference accepts them: they never expire).
+    /// Refuse tokens without `exp` (Jitsi's plugins accept them: they never expire).
     pub require_exp: bool,
     /// How keys are fetched and cached.
     pub fetch: FetchSettings,

@@ -1,7 +1,8 @@
-//! Room rules: whether a session's token lets it into a MUC room (REFERENCE §4 `verify_room`).
+//! Room rules: whether a session's token lets it into a MUC room (docs/COMPATIBILITY.md, "Room
+//! joins"; Jitsi's `verify_room`).
 //! Pure functions: the caller says what it knows of the session and the room.
 //!
-//! The order of checks is the reference's. Where we differ on purpose (DESIGN 2, 8, 9 and the
+//! The order of checks is Jitsi's. Where we differ on purpose (differences 2, 8, 9 and the
 //! regex case folding), the difference is named at the place it happens.
 //!
 //! Names are compared in one normal form ([`normal_form`]): percent-decoded when that gives
@@ -72,14 +73,14 @@ pub enum RoomDenial {
     RoomMismatch,
     /// `Room name cannot be matched to the one from token.` (`room-name-does-not-match`).
     RoomNameDoesNotMatch,
-    /// The reference's plain `false`: "Room and token mismatched", no jitmeet child.
+    /// Jitsi's plain `false`: "Room and token mismatched", no jitmeet child.
     Mismatched,
     /// `Misconfiguration of server` (`server-missing-config`).
     ServerMissingConfig,
 }
 
 impl RoomDenial {
-    /// The stanza error condition of every room refusal, as in the reference.
+    /// The stanza error condition of every room refusal, as in Jitsi's plugins.
     pub fn condition(&self) -> &'static str {
         "not-allowed"
     }
@@ -95,7 +96,7 @@ impl RoomDenial {
             RoomDenial::ServerMissingConfig => "Misconfiguration of server",
         }
     }
-    /// The element name of the `http://jitsi.org/jitmeet` child, when the reference sends one.
+    /// The element name of the `http://jitsi.org/jitmeet` child, when Jitsi's plugins send one.
     pub fn jitmeet(&self) -> Option<&'static str> {
         match self {
             RoomDenial::InvalidRoomAddress => Some("invalid-room-address"),
@@ -117,7 +118,7 @@ impl std::fmt::Display for RoomDenial {
 /// The outcome of a room check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomDecision {
-    /// Let in. `tenant_mismatch` is what the reference stores as `jitsi_meet_tenant_mismatch`.
+    /// Let in. `tenant_mismatch` is what Jitsi stores as `jitsi_meet_tenant_mismatch`.
     Allow {
         /// Whether the token's tenant differs from the URL's.
         tenant_mismatch: bool,
@@ -131,7 +132,7 @@ pub enum RoomDecision {
     },
 }
 
-/// Whether the session may join (or create) the room, in the reference's order: the address, the
+/// Whether the session may join (or create) the room, in Jitsi's order: the address, the
 /// empty-token path, then either the room name alone (domain verification off) or the room name,
 /// the token tenant and `sub` against the room's `[tenant]name@domain` (on).
 pub fn verify_room(policy: &RoomPolicy, session: &RoomSession<'_>, target: &RoomTarget<'_>) -> RoomDecision {
@@ -142,7 +143,7 @@ pub fn verify_room(policy: &RoomPolicy, session: &RoomSession<'_>, target: &Room
         );
     };
 
-    // DESIGN 9: the room need not exist; only a room that says so refuses guests.
+    // Difference 9: the room need not exist; only a room that says so refuses guests.
     if policy.allow_empty_token && !session.has_token {
         if target.allow_unauthenticated_access == Some(false) {
             return deny(
@@ -215,7 +216,7 @@ pub fn verify_room(policy: &RoomPolicy, session: &RoomSession<'_>, target: &Room
 
     let mut tenant_mismatch = false;
     if let Some(token_tenant) = session.tenant {
-        // The reference lowercases only the token's tenant; we lowercase both sides.
+        // Jitsi lowercases only the token's tenant; we lowercase both sides.
         let same = token_tenant
             .as_str()
             .is_some_and(|t| t.to_lowercase() == session.query_prefix.to_lowercase());
@@ -236,7 +237,7 @@ pub fn verify_room(policy: &RoomPolicy, session: &RoomSession<'_>, target: &Room
         }
     }
 
-    // DESIGN 2: the reference raises a Lua error here (no reply at all); we refuse.
+    // Difference 2: Jitsi's plugin raises a Lua error here (no reply at all); we refuse.
     let sub = match session.sub {
         Some(Value::String(sub)) => sub.as_str(),
         Some(other) => {
@@ -334,7 +335,7 @@ fn pattern_refused(raw: &str, error: &PatternError) -> RoomDecision {
     )
 }
 
-/// The one form in which room names, claims and tenants are compared (DESIGN 8): percent-decoded
+/// The one form in which room names, claims and tenants are compared (difference 8): percent-decoded
 /// when the decoded bytes are UTF-8 (else as given), then lowercased (Unicode).
 ///
 /// Prosody JIDs carry non-ASCII room names percent-encoded (`%d1%82…`), tokens usually carry
@@ -388,7 +389,7 @@ impl<'a> RoomAddress<'a> {
     }
 }
 
-/// `[tenant]name` split as the reference's `^%[([^%]]+)%](.+)$`: a non-empty tenant up to the
+/// `[tenant]name` split as Jitsi's `^%[([^%]]+)%](.+)$`: a non-empty tenant up to the
 /// first `]`, then a non-empty name. Only literal brackets count (`%5b` is part of a name).
 fn split_tenant(node: &str) -> Option<(&str, &str)> {
     let rest = node.strip_prefix('[')?;
@@ -414,7 +415,7 @@ fn is_regex(context_room: Option<&Value>) -> bool {
 }
 
 /// Lowercases the literal characters of a Lua pattern and leaves what follows `%` as written,
-/// so `%D` stays "not a digit" (the reference lowercases it into `%d`). The two delimiters of
+/// so `%D` stays "not a digit" (Jitsi lowercases it into `%d`). The two delimiters of
 /// `%bxy` are literals and are lowercased.
 fn lowercase_pattern_literals(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len());

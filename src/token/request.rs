@@ -18,7 +18,7 @@ pub enum Purpose {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AuthRequest<'a> {
     /// The token from `?token=` or `Authorization: Bearer`; `Some("")` for `?token=` (which is
-    /// verified and fails, as in the reference, even with `allow_empty_token`).
+    /// verified and fails, as in Jitsi's plugins, even with `allow_empty_token`).
     pub token: Option<&'a str>,
     /// A PEM public key a `pre-jitsi-authentication-fetch-key` handler put on the session.
     pub public_key: Option<&'a str>,

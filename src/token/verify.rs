@@ -299,7 +299,7 @@ impl Verifier {
                 VerifyingKey::from_pem(pem.as_bytes())
                     .map(KeyChoice::Owned)
                     .map_err(|e| {
-                        // The reference would fail the signature check with a key it cannot load.
+                        // Jitsi's plugin would fail the signature check with a key it cannot load.
                         Rejection::with(
                             Reason::InvalidSignature,
                             format!("the session's public_key is unusable: {e}"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // End-to-end tests: a real Prosody with the shim (prosody-shim/), the token-sidecar daemon, a key
 // server, and real XMPP clients (strophe.js over WebSocket and BOSH). Case numbers are those of
-// REFERENCE.md §10; "DESIGN n" are our deliberate differences.
+// docs/COMPATIBILITY.md ("Cases"); "difference n" are its deliberate differences.
 //
 //   cd tests/e2e && npm ci && cd ../..
 //   node tests/e2e/run.mjs --prosody /usr/bin/prosody --daemon target/debug/token-sidecar \
@@ -186,7 +186,7 @@ function jwt(header, payload, { secret = SECRET, key = rsaKeys.privateKey, signa
   return `${input}.${sig}`;
 }
 
-// Base token T of REFERENCE §10, with claims and header members replaced (undefined removes).
+// Base token T of docs/COMPATIBILITY.md's cases, with claims and header members replaced (undefined removes).
 function T(claims = {}, { header = {}, ...opts } = {}) {
   const payload = { iss: 'myapp', aud: 'jitsi', sub: 'meet.example.com', room: 'room1', exp: now() + 3600, ...claims };
   return jwt({ alg: 'HS256', typ: 'JWT', ...header }, payload, opts);
@@ -325,11 +325,11 @@ const TOKEN_HOSTS = {
   'empty.example.com': { options: { allow_empty_token: true } },
   'nodv.example.com': { options: { enable_domain_verification: false } },
   'asap.example.com': { asap: true },
-  // REFERENCE case 16: accepted audiences {"jitsi"} only.
+  // Case 16: accepted audiences {"jitsi"} only.
   'aud.example.com': { options: { asap_accepted_audiences: ['jitsi'] } },
-  // REFERENCE case 25: a key set beside the key server.
+  // Case 25: a key set beside the key server.
   'jwks.example.com': { asap: true, jwks: true },
-  // REFERENCE case 19: the key server URL ends with "/".
+  // Case 19: the key server URL ends with "/".
   'slash.example.com': { asap: true, slash: true },
 };
 
@@ -752,7 +752,7 @@ test('case 5: token "abc.def" → Invalid token', async () => {
   expectSaslFailure(await login({ query: { token: 'abc.def' } }), 'Invalid token');
 });
 
-test('case 6: typ "JOSE" → Invalid typ; DESIGN 7: typ absent or "jwt" → success', async () => {
+test('case 6: typ "JOSE" → Invalid typ; difference 7: typ absent or "jwt" → success', async () => {
   expectSaslFailure(await login({ query: { token: T({}, { header: { typ: 'JOSE' } }) } }), 'Invalid typ');
   expectLoginOk(await login({ query: { token: T({}, { header: { typ: undefined } }) } }), 'no typ');
   expectLoginOk(await login({ query: { token: T({}, { header: { typ: 'jwt' } }) } }), 'typ "jwt"');
@@ -795,11 +795,11 @@ test("case 15: no aud → 'aud' claim is missing", async () => {
   expectSaslFailure(await login({ query: { token: T({ aud: undefined }) } }), "'aud' claim is missing");
 });
 
-test("case 17 (DESIGN 1): no room claim → 'room' claim is missing", async () => {
+test("case 17 (difference 1): no room claim → 'room' claim is missing", async () => {
   expectSaslFailure(await login({ query: { token: T({ room: undefined }) } }), "'room' claim is missing");
 });
 
-test("case 16 (DESIGN 7): accepted audiences {\"jitsi\"}: aud [\"jitsi\"] → success (the Lua never matches an array); [\"other\"] → invalid 'aud' claim", async () => {
+test("case 16 (difference 7): accepted audiences {\"jitsi\"}: aud [\"jitsi\"] → success (the Lua never matches an array); [\"other\"] → invalid 'aud' claim", async () => {
   const aud = (v) => T({ aud: v, sub: 'aud.example.com' });
   expectLoginOk(await login({ domain: 'aud.example.com', query: { token: aud(['other', 'jitsi']) } }), 'array aud with an accepted member');
   expectSaslFailure(await login({ domain: 'aud.example.com', query: { token: aud(['other']) } }), "invalid 'aud' claim");
@@ -831,7 +831,7 @@ test("case 20: key server host: HS256 token without kid → 'kid' claim is missi
     "'kid' claim only support with RS family");
 });
 
-test('case 19 (DESIGN 3): key server URL ending in "/" → one slash in the request path; login succeeds', async () => {
+test('case 19 (difference 3): key server URL ending in "/" → one slash in the request path; login succeeds', async () => {
   keyServer.set('jitsi/slash', 'ok');
   const c = await login({ domain: 'slash.example.com', query: { token: rs({ ...user('slash'), sub: 'slash.example.com' }, { kid: 'jitsi/slash' }) } });
   expectLoginOk(c, 'RS256 login with a trailing-slash key server URL');
@@ -855,7 +855,7 @@ test('case 25: cache_keys_url JWKS beside asap_key_server: RS256 kid "k1" → su
   check((keyServer.counts.get('/jwks.json') ?? 0) >= 1, 'the key set was never fetched');
 });
 
-test('case 21: key server 404 → could not obtain public key (twice; at most 2 requests: DESIGN 3 caches the 404 briefly)', async () => {
+test('case 21: key server 404 → could not obtain public key (twice; at most 2 requests: difference 3 caches the 404 briefly)', async () => {
   keyServer.set('jitsi/missing', '404');
   for (const who of ['first', 'second']) {
     const c = await login({ domain: 'asap.example.com', query: { token: rs(user(`nokey-${who}`), { kid: 'jitsi/missing' }) } });
@@ -890,7 +890,7 @@ test('case 22 (ours): key server never answers → login refused (not let in), H
 const EVENT_ORDER = ['pre-jitsi-authentication-fetch-key', 'jitsi-authentication-token-verified',
   'jitsi-access-ban-check', 'pre-jitsi-authentication', 'post-jitsi-authentication'];
 
-test('events: a successful token login fires all five events in REFERENCE order', async () => {
+test('events: a successful token login fires all five events in Jitsi's order', async () => {
   const c = await tokenUser(T(user('events-user')));
   const r = await c.report();
   check(JSON.stringify(r.events) === JSON.stringify(EVENT_ORDER), `events fired: ${JSON.stringify(r.events)}`);
@@ -1006,7 +1006,7 @@ test('case 33: domain verification off, sub "nonsense" → [acme]room1 allowed; 
     { text: 'Room does not match the room from token', jitmeet: 'room-mismatch' });
 });
 
-test('case 34 (DESIGN 2): token without sub, domain verification on → Room and token mismatched', async () => {
+test('case 34 (difference 2): token without sub, domain verification on → Room and token mismatched', async () => {
   await ensureRoom(MUC('room1'));
   const c = await tokenUser(T({ sub: undefined }));
   expectRefused(await c.join(MUC('room1'), 'c34'), { text: 'Room and token mismatched' });
@@ -1044,7 +1044,7 @@ test('case 37: allow_empty_token, no token: locked1 (allowUnauthenticatedAccess=
   expectJoined(await c.join(MUC('room1', host), 'c37'), 'room1');
 });
 
-test('case 38 (DESIGN 9): first presence to a nonexistent room: matching token creates it; token for room1 → Room and token mismatched', async () => {
+test('case 38 (difference 9): first presence to a nonexistent room: matching token creates it; token for room1 → Room and token mismatched', async () => {
   const a = await tokenUser(T({ room: 'newroom38' }));
   const j = await a.join(MUC('newroom38'), 'creator');
   expectJoined(j, 'matching token to newroom38');
@@ -1118,7 +1118,7 @@ test('joins after login: a session that logged in on another VirtualHost (RS256 
   expectRefused(await c.join(MUC('room2'), 'elsewhere'), { text: 'Room and token mismatched' });
 });
 
-test('DESIGN 6: jigasi initiator / transcriber feature in a non-admin presence is no bypass', async () => {
+test('difference 6: jigasi initiator / transcriber feature in a non-admin presence is no bypass', async () => {
   await ensureRooms(MUC('room1'), MUC('room2'));
   const jigasi = (p) => p.c('initiator', { xmlns: NS.JIGASI }).up();
   const transcriber = (p) => p.c('features').c('feature', { var: NS.TRANSCRIBER }).up().up();

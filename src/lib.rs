@@ -6,7 +6,8 @@
 //! - [`config`]: host settings under Prosody's option names, and the daemon's own settings;
 //! - [`protocol`]: the socket protocol, and a client of it;
 //! - [`daemon`]: `token-sidecar serve`, the daemon the Prosody shim talks to;
-//! - [`digest`], [`clock`], [`json`]: SHA-256 and fingerprints, the clock, naming JSON values.
+//! - [`digest`], [`clock`], [`json`], [`cause_chain`]: SHA-256 and fingerprints, the clock, naming
+//!   JSON values, errors on one line.
 //!
 //! `token`, `room` and `keys` do no socket I/O (fetching keys is their only network I/O); the
 //! daemon and the command-line tool sit on top of them.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cause_chain;
 pub mod clock;
 pub mod config;
 pub mod daemon;

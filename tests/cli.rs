@@ -103,7 +103,7 @@ fn mint_then_verify_from_stdin() {
 }
 
 #[test]
-fn refusals_exit_1_with_the_reference_text() {
+fn refusals_exit_1_with_jitsis_texts() {
     let config = config_file(HS_CONFIG);
     let path = config.path().to_str().unwrap();
     let expired = mint(path, &["--ttl", "-121"]);

@@ -16,16 +16,10 @@ use std::time::{Duration, Instant};
 use common::keys::hs_jwt;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
+use token_sidecar::clock::unix_now as now;
 
 const HOST: &str = "meet.example.com";
 const WAIT: Duration = Duration::from_secs(20);
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
 
 fn hs256(claims: &Value, secret: &str) -> String {
     hs_jwt(Algorithm::HS256, secret.as_bytes(), None, claims)

@@ -126,7 +126,7 @@ use RoomDenial::*;
 use Want::{Allow, AllowMismatchedTenant, Deny};
 
 #[test]
-fn reference_cases_28_to_39() {
+fn cases_28_to_39() {
     let cases = vec![
         case(
             "28 claim case differs",
@@ -610,7 +610,7 @@ fn empty_tokens_claims_and_addresses() {
 }
 
 #[test]
-fn denial_texts_match_the_reference() {
+fn denial_texts_match_jitsis() {
     let table = [
         (
             InvalidRoomAddress,

@@ -21,34 +21,3 @@ impl Failure {
         Failure::Runtime(e.into())
     }
 }
-
-/// The error and every cause under it, on one line: `a: b: c`.
-pub(super) fn cause_chain(error: &dyn Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cause_chain_is_one_line() {
-        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
-        let e = token_sidecar::daemon::BindError::Io {
-            path: "/run/x.sock".into(),
-            action: "bind",
-            source: io,
-        };
-        assert_eq!(cause_chain(&e), "/run/x.sock: bind: Permission denied");
-    }
-}

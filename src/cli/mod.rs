@@ -14,8 +14,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use failure::{Failure, cause_chain};
+use failure::Failure;
 use logging::{LogFormat, init_logging};
+use token_sidecar::cause_chain::cause_chain;
 
 #[derive(Parser)]
 #[command(

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use reqwest::{Client, StatusCode, Url, header, redirect};
 
+use crate::cause_chain::cause_chain;
+
 /// How keys are fetched and cached (host options `asap_key_*` and `jwt_pubkey_cache_size`; their
 /// defaults are in the host-option table, `config::options`).
 #[derive(Debug, Clone, PartialEq)]
@@ -225,7 +227,7 @@ pub(super) fn build_client(url: &Url, settings: &FetchSettings) -> Result<Client
     }
     builder.build().map_err(|e| KeySourceError::Client {
         url: url.to_string(),
-        detail: error_chain(&e),
+        detail: cause_chain(&e),
     })
 }
 
@@ -295,7 +297,7 @@ impl Failure {
         if error.is_timeout() {
             Failure::Timeout
         } else {
-            Failure::Connect(error_chain(error))
+            Failure::Connect(cause_chain(error))
         }
     }
 }
@@ -359,21 +361,6 @@ fn parse_seconds(text: &str) -> Option<u64> {
         return None;
     }
     Some(text.parse().unwrap_or(u64::MAX))
-}
-
-/// An error and its causes, joined: reqwest's own message alone rarely says what went wrong.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The counters behind [`KeySourceStats`].

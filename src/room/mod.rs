@@ -566,7 +566,7 @@ mod tests {
     }
 
     #[test]
-    fn tenant_split_agrees_with_the_reference_pattern() {
+    fn tenant_split_agrees_with_jitsis_pattern() {
         for node in [
             "[acme]room1",
             "room1",

@@ -748,6 +748,12 @@ test('case 4: allow_empty_token, ?token= (empty) → Invalid token', async () =>
   expectSaslFailure(await login({ domain: 'empty.example.com', query: { token: '' } }), 'Invalid token');
 });
 
+test('a token that is not UTF-8 (?token=%ff…) → Invalid token at once, from the shim', async () => {
+  const c = await login({ rawQuery: `token=%ff${T().slice(1)}` });
+  expectSaslFailure(c, 'Invalid token');
+  check(c.result.ms < 1000, `refusal took ${c.result.ms} ms`);
+});
+
 test('case 5: token "abc.def" → Invalid token', async () => {
   expectSaslFailure(await login({ query: { token: 'abc.def' } }), 'Invalid token');
 });
@@ -890,7 +896,7 @@ test('case 22 (ours): key server never answers → login refused (not let in), H
 const EVENT_ORDER = ['pre-jitsi-authentication-fetch-key', 'jitsi-authentication-token-verified',
   'jitsi-access-ban-check', 'pre-jitsi-authentication', 'post-jitsi-authentication'];
 
-test('events: a successful token login fires all five events in Jitsi's order', async () => {
+test('events: a successful token login fires all five events in the order Jitsi fires them', async () => {
   const c = await tokenUser(T(user('events-user')));
   const r = await c.report();
   check(JSON.stringify(r.events) === JSON.stringify(EVENT_ORDER), `events fired: ${JSON.stringify(r.events)}`);
@@ -1116,6 +1122,15 @@ test('joins after login: a session that logged in on another VirtualHost (RS256 
   const c = await tokenUser(rs({ ...user('elsewhere'), sub: 'meet.example.com' }), { domain: 'asap.example.com' });
   expectJoined(await c.join(MUC('room1'), 'elsewhere'), 'room1@conference.meet.example.com');
   expectRefused(await c.join(MUC('room2'), 'elsewhere'), { text: 'Room and token mismatched' });
+});
+
+test('joins after login: a guest that sent ?token= to an anonymous host has a token but no claims → room-name-does-not-match (domain verification on), allowed (off)', async () => {
+  await ensureRooms(MUC('room1'), MUC('room1', 'nodv.example.com'));
+  const g = await login({ domain: 'guest.meet.example.com', query: { token: T(user('guest-with-token')) } });
+  expectLoginOk(g, 'anonymous login carrying a token');
+  expectRefused(await g.join(MUC('room1'), 'guest-token'),
+    { text: 'Room name cannot be matched to the one from token.', jitmeet: 'room-name-does-not-match' });
+  expectJoined(await g.join(MUC('room1', 'nodv.example.com'), 'guest-token'), 'nodv room1');
 });
 
 test('difference 6: jigasi initiator / transcriber feature in a non-admin presence is no bypass', async () => {

@@ -27,7 +27,8 @@ pub enum MintError {
 pub struct Minter {
     key: SigningKey,
     alg: Algorithm,
-    kid: Option<String>,
+    /// The header, `{alg, kid?, typ: "JWT"}`, already encoded: it is the same for every token.
+    header: String,
 }
 
 impl Minter {
@@ -36,7 +37,12 @@ impl Minter {
         if !key.signs(alg) {
             return Err(SigningError::WrongAlgorithm { kind: key.kind(), alg }.into());
         }
-        Ok(Minter { key, alg, kid })
+        let mut header = json!({"alg": alg_name(alg), "typ": "JWT"});
+        if let Some(kid) = kid {
+            header["kid"] = Value::from(kid);
+        }
+        let header = base64url(&serde_json::to_vec(&header).unwrap_or_default());
+        Ok(Minter { key, alg, header })
     }
 
     /// Signs with the host's `app_secret`, using the host's first HS* `signature_algorithm`.
@@ -65,11 +71,7 @@ impl Minter {
 
     /// A signed token with header `{alg, kid?, typ: "JWT"}` and these claims.
     pub fn sign(&self, claims: &impl Serialize) -> Result<String, MintError> {
-        let mut header = json!({"alg": alg_name(self.alg), "typ": "JWT"});
-        if let Some(kid) = &self.kid {
-            header["kid"] = Value::from(kid.as_str());
-        }
-        encode(&header, claims, &self.key, self.alg)
+        signed(self.header.clone(), claims, &self.key, self.alg)
     }
 }
 
@@ -82,12 +84,18 @@ pub fn encode(
     alg: Algorithm,
 ) -> Result<String, MintError> {
     // Serialising JSON values into memory cannot fail.
-    let header = serde_json::to_vec(header).unwrap_or_default();
+    signed(base64url(&serde_json::to_vec(header).unwrap_or_default()), claims, key, alg)
+}
+
+/// `header` (encoded) `.` claims `.` signature.
+fn signed(mut token: String, claims: &impl Serialize, key: &SigningKey, alg: Algorithm) -> Result<String, MintError> {
+    use base64::Engine;
     let claims = serde_json::to_vec(claims).unwrap_or_default();
-    let mut token = format!("{}.{}", base64url(&header), base64url(&claims));
+    token.push('.');
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(claims, &mut token);
     let signature = key.sign(alg, token.as_bytes())?;
     token.push('.');
-    token.push_str(&base64url(&signature));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(signature, &mut token);
     Ok(token)
 }
 

@@ -32,7 +32,7 @@ local function param(query, name)
 	end
 	if not from then return nil; end
 	local v = query:sub(from, (query:find("&", from, true) or 0) - 1);
-	if v:find("[%%+]") then v = urldecode((v:gsub("%+", "%%20"))); end
+	if v:find("%", 1, true) or v:find("+", 1, true) then v = urldecode((v:gsub("%+", "%%20"))); end
 	return v;
 end
 

@@ -1,5 +1,7 @@
 //! The `token-sidecar` command: `serve`, `verify`, `mint` and `bench-socket` (src/cli/).
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 /// mimalloc rather than glibc's malloc: every request allocates and frees a token's claims tree, its

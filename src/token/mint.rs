@@ -84,7 +84,12 @@ pub fn encode(
     alg: Algorithm,
 ) -> Result<String, MintError> {
     // Serialising JSON values into memory cannot fail.
-    signed(base64url(&serde_json::to_vec(header).unwrap_or_default()), claims, key, alg)
+    signed(
+        base64url(&serde_json::to_vec(header).unwrap_or_default()),
+        claims,
+        key,
+        alg,
+    )
 }
 
 /// `header` (encoded) `.` claims `.` signature.

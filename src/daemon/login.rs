@@ -44,9 +44,9 @@ pub struct AcceptedLogin {
 }
 
 impl AcceptedLogin {
-    /// The login of `token`, verified under host generation `generation`, with `valid_for` left
-    /// before the token (or the memory) expires.
-    pub fn new(token: &VerifiedToken, generation: u64, valid_for: Duration) -> AcceptedLogin {
+    /// The login of `token`, verified under host generation `generation`, that may answer a new
+    /// login of the same token until `valid_until`.
+    pub fn new(token: &VerifiedToken, generation: u64, valid_until: Instant) -> AcceptedLogin {
         let (reply, split) = accepted_text(token);
         let room = token.room_session("");
         AcceptedLogin {
@@ -59,7 +59,7 @@ impl AcceptedLogin {
             tenant: room.tenant.cloned(),
             has_context: token.claims.contains_key("context"),
             generation,
-            valid_until: Instant::now() + valid_for,
+            valid_until,
         }
     }
 
@@ -116,17 +116,23 @@ impl Logins {
     }
 
     /// How long a token whose `exp` is `exp` may log in again from memory, verified at `now`.
-    pub fn valid_for(&self, exp: Option<i64>, now: i64) -> Duration {
+    fn valid_for(&self, exp: Option<i64>, now: i64) -> Duration {
         match exp {
             Some(exp) => Duration::from_secs(u64::try_from(exp.saturating_sub(now)).unwrap_or(0)).min(self.keep),
             None => self.keep,
         }
     }
 
-    /// Remembers a login.
-    pub fn remember(&self, sha256: Digest, login: AcceptedLogin) -> Arc<AcceptedLogin> {
-        let login = Arc::new(login);
-        self.cache.insert(sha256, login.clone(), Instant::now() + self.keep);
+    /// Remembers the login of `token`, verified at `now` (seconds since 1970) under host generation
+    /// `generation` (or [`ROOM_ONLY`]).
+    pub fn remember(&self, token: &VerifiedToken, generation: u64, now: i64) -> Arc<AcceptedLogin> {
+        let at = Instant::now();
+        let login = Arc::new(AcceptedLogin::new(
+            token,
+            generation,
+            at + self.valid_for(token.exp(), now),
+        ));
+        self.cache.insert(token.sha256, login.clone(), at + self.keep);
         login
     }
 
@@ -236,7 +242,7 @@ mod tests {
             let token = token(claims, n);
             for id in [Value::from(n), Value::from("id-x"), Value::Null] {
                 let expected = accepted_as_map(id.clone(), &token);
-                let login = Arc::new(AcceptedLogin::new(&token, 1, Duration::ZERO));
+                let login = Arc::new(AcceptedLogin::new(&token, 1, Instant::now()));
                 let reply = Reply::prepared(id, login);
                 assert_eq!(
                     String::from_utf8(reply.to_line()).unwrap(),
@@ -250,14 +256,13 @@ mod tests {
     fn a_login_serves_logins_until_its_exp_and_room_checks_after() {
         let settings = ServerSettings::default();
         let logins = Logins::new(&settings);
-        let token = token(serde_json::json!({"room": "r", "sub": "s"}), 1);
-        let login = AcceptedLogin::new(&token, 7, Duration::ZERO);
-        logins.remember(token.sha256, login);
+        let now = 1_000_000;
+        let token = token(serde_json::json!({"room": "r", "sub": "s", "exp": now}), 1);
+        logins.remember(&token, 7, now);
         assert!(logins.for_login(7, &token.sha256).is_none(), "expired for logins");
         let room = logins.for_room(&token.sha256).expect("kept for room checks");
         assert_eq!(room.room_session("").room, Some(&Value::from("r")));
-        let fresh = AcceptedLogin::new(&token, 7, Duration::from_secs(60));
-        logins.remember(token.sha256, fresh);
+        logins.remember(&token, 7, now - 60);
         assert!(logins.for_login(7, &token.sha256).is_some());
         assert!(logins.for_login(8, &token.sha256).is_none(), "another generation");
         assert_eq!(logins.valid_for(Some(100), 40), Duration::from_secs(60));

@@ -16,15 +16,13 @@ pub(super) async fn auth(shared: &Shared, id: Value, auth: Auth<'_>) -> Reply {
     let Some(host) = shared.registry.get(&auth.host) else {
         return Reply::unknown_host(id, &auth.host);
     };
-    let verdict = verify(
-        shared,
-        &host,
-        auth.token.as_deref(),
-        auth.public_key.as_deref(),
-        auth.context_required,
-        Purpose::Login,
-    )
-    .await;
+    let request = AuthRequest {
+        token: auth.token.as_deref(),
+        public_key: auth.public_key.as_deref(),
+        context_required: auth.context_required,
+        ..AuthRequest::default()
+    };
+    let verdict = verify(shared, &host, request).await;
     match verdict {
         Ok(None) => {
             tracing::debug!(host = %host.name, "anonymous login accepted");
@@ -50,7 +48,8 @@ pub(super) async fn auth(shared: &Shared, id: Value, auth: Auth<'_>) -> Reply {
     }
 }
 
-/// Verifies `token` for `host`, through the remembered logins. `Ok(None)` is an anonymous login.
+/// Verifies `request` for `host`, through the remembered logins. `Ok(None)` is an anonymous login.
+/// The token is hashed here unless the caller already did (`request.sha256`).
 ///
 /// A login remembered under this host's settings answers a login until the token's `exp`. What is
 /// verified is remembered; a token verified with a session's own `public_key`, or for a room join
@@ -59,41 +58,33 @@ pub(super) async fn auth(shared: &Shared, id: Value, auth: Auth<'_>) -> Reply {
 pub(super) async fn verify(
     shared: &Shared,
     host: &Host,
-    token: Option<&str>,
-    public_key: Option<&str>,
-    context_required: bool,
-    purpose: Purpose,
+    mut request: AuthRequest<'_>,
 ) -> Result<Option<Arc<AcceptedLogin>>, Rejection> {
-    let sha256 = token.map(|t| digest::sha256(t.as_bytes())); // hashed once: it is the memory's key too
-    let reusable = public_key.is_none() && purpose == Purpose::Login;
-    if reusable && let Some(sha256) = &sha256 {
+    // Hashed once: the memory's key, and the verifier's fingerprint.
+    if request.sha256.is_none() {
+        request.sha256 = request.token.map(|t| digest::sha256(t.as_bytes()));
+    }
+    let reusable = request.public_key.is_none() && request.purpose == Purpose::Login;
+    if reusable && let Some(sha256) = &request.sha256 {
         if let Some(hit) = shared.logins.for_login(host.generation, sha256) {
             Stats::bump(&shared.stats.cache_hits);
             // `context` is the last check of the pipeline, so a remembered login passed all the others.
-            if context_required && !hit.has_context() {
+            if request.context_required && !hit.has_context() {
                 return Err(Rejection::new(Reason::ContextRequired));
             }
             return Ok(Some(hit));
         }
         Stats::bump(&shared.stats.cache_misses);
     }
-    let request = AuthRequest {
-        token,
-        public_key,
-        context_required,
-        sha256,
-        purpose,
-    };
     let now = unix_now();
     // One await of the verifier, so that its future is held once in this one.
     match host.verifier.verify(&request, now).await? {
         Accepted::Anonymous => Ok(None),
         Accepted::Token(verified) => {
             let generation = if reusable { host.generation } else { ROOM_ONLY };
-            let login = AcceptedLogin::new(&verified, generation, shared.logins.valid_for(verified.exp(), now));
-            let sha256 = verified.sha256;
-            drop(verified); // its claims tree is freed here, on the thread that built it
-            Ok(Some(shared.logins.remember(sha256, login)))
+            // The claims tree is freed at the end of this arm, on the thread that built it; the
+            // memory keeps only the reply text and the room claims.
+            Ok(Some(shared.logins.remember(&verified, generation, now)))
         }
     }
 }

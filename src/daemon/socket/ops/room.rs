@@ -11,7 +11,7 @@ use crate::daemon::state::{Shared, Stats};
 use crate::digest;
 use crate::protocol::{ErrorCode, Refusal, Reply, Room, RoomSessionFields};
 use crate::room::{RoomDecision, RoomSession, RoomTarget, verify_room};
-use crate::token::Purpose;
+use crate::token::{AuthRequest, Purpose};
 
 /// Where the session's token fields come from.
 enum Login {
@@ -54,19 +54,28 @@ pub(super) async fn room(shared: &Shared, id: Value, room: Room<'_>) -> Reply {
         }
         // A session's token the daemon does not remember: the login judged its time, so only
         // what the token says is checked again.
-        (None, None, Some(token)) => match verify(shared, &host, Some(token), None, false, Purpose::RoomJoin).await {
-            Ok(Some(login)) => Login::Remembered(login),
-            Ok(None) => Login::None,
-            Err(rejection) => {
-                tracing::info!(
-                    host = %host.name,
-                    token = %digest::fingerprint(token.as_bytes()),
-                    reason = %rejection.reason,
-                    "room join refused: the token does not verify"
-                );
-                return Reply::refused(id, &Refusal::token(&rejection).at_join());
+        (None, None, Some(token)) => {
+            let request = AuthRequest {
+                token: Some(token),
+                // Hashed above when it is this token's (not a `token_sha256` sent beside it).
+                sha256: sha256.filter(|_| room.token_sha256.is_none()),
+                purpose: Purpose::RoomJoin,
+                ..AuthRequest::default()
+            };
+            match verify(shared, &host, request).await {
+                Ok(Some(login)) => Login::Remembered(login),
+                Ok(None) => Login::None,
+                Err(rejection) => {
+                    tracing::info!(
+                        host = %host.name,
+                        token = %digest::fingerprint(token.as_bytes()),
+                        reason = %rejection.reason,
+                        "room join refused: the token does not verify"
+                    );
+                    return Reply::refused(id, &Refusal::token(&rejection).at_join());
+                }
             }
-        },
+        }
         (None, None, None) if sha256.is_some() => {
             return Reply::error(
                 id,

@@ -51,18 +51,13 @@ impl HostSettings {
     /// Builds one host's settings from its options. `strict` refuses unknown option names (a TOML
     /// file is ours, so a typo there is an error; a shim forwards whatever Prosody has).
     pub fn from_options(host: &str, map: &Map<String, Value>, strict: bool) -> Result<HostSettings, ConfigError> {
-        Self::read(map, strict)
-            .map_err(|problem| ConfigError::Host {
-                host: host.to_owned(),
-                problem,
-            })
-            .map(|mut settings| {
-                settings.host = host.to_owned();
-                settings
-            })
+        Self::read(host, map, strict).map_err(|problem| ConfigError::Host {
+            host: host.to_owned(),
+            problem,
+        })
     }
 
-    fn read(map: &Map<String, Value>, strict: bool) -> Result<HostSettings, HostProblem> {
+    fn read(host: &str, map: &Map<String, Value>, strict: bool) -> Result<HostSettings, HostProblem> {
         if strict && let Some(unknown) = unknown_options(map).next() {
             return Err(HostProblem::UnknownOption(unknown.to_owned()));
         }
@@ -114,7 +109,7 @@ impl HostSettings {
         };
 
         Ok(HostSettings {
-            host: String::new(),
+            host: host.to_owned(),
             accepted_issuers: r
                 .strings(&o::ASAP_ACCEPTED_ISSUERS)?
                 .unwrap_or_else(|| vec![app_id.clone()]),

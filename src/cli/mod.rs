@@ -5,10 +5,12 @@
 mod bench_socket;
 mod failure;
 mod host;
+mod keygen;
 mod logging;
 mod mint;
 mod serve;
 mod verify;
+mod verify_access;
 
 use std::process::ExitCode;
 
@@ -56,6 +58,17 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Load-test a running daemon over its socket and print throughput and latency percentiles.
     BenchSocket(bench_socket::BenchArgs),
+    /// Make an access-token signing key: DIR/KID.pem (private, mode 0600) and DIR/KID.pub.pem.
+    ///
+    /// Prints one line: {"kid":…,"alg":…,"private_key":…,"public_key":…,"jwk":{…public JWK…}}.
+    /// Refuses to replace existing files unless --force. Exits 0 when written, 2 on a usage error.
+    Keygen(keygen::KeygenArgs),
+    /// Check an access token offline (signature, exp/nbf/iat, --aud) and print the verdict as JSON.
+    ///
+    /// Keys from --jwks URL, --key FILE (PEM) or --secret-file FILE (HS256/384/512).
+    /// Prints one line: {"ok":true,"claims":{…}} or {"ok":false,"text":"…"}.
+    /// Exits 0 when accepted, 1 when refused, 2 on a usage error (bad file, unreachable JWKS).
+    VerifyAccess(verify_access::VerifyAccessArgs),
 }
 
 /// Parses the command line, runs the subcommand, and says how it ended.
@@ -77,6 +90,14 @@ pub fn run() -> ExitCode {
         Command::BenchSocket(args) => {
             init_logging("warn", LogFormat::Text);
             bench_socket::run(args)
+        }
+        Command::Keygen(args) => {
+            init_logging("warn", LogFormat::Text);
+            keygen::run(args)
+        }
+        Command::VerifyAccess(args) => {
+            init_logging("warn", LogFormat::Text);
+            verify_access::run(args)
         }
     };
     match result {

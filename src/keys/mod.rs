@@ -11,14 +11,18 @@
 mod algorithm;
 mod der;
 mod fetch;
+mod generate;
 mod jwks;
 mod material;
+mod public_jwk;
 mod server;
 mod signing;
 
 pub use algorithm::{ALGORITHM_NAMES, is_hmac, parse_algorithm};
 pub use fetch::{FetchSettings, KeyError, KeySourceError, KeySourceStats, parse_http_url};
+pub use generate::{GENERATED_ALGORITHMS, GenerateError, GeneratedKey, generate};
 pub use jwks::{JwksSource, JwksTiming};
 pub use material::{KeyKind, VerifyingKey};
+pub use public_jwk::{PublicJwk, PublicJwkError, default_kid, jwk_set, public_jwk};
 pub use server::KeyServer;
 pub use signing::{SigningError, SigningKey};

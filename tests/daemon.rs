@@ -343,7 +343,8 @@ fn every_op_answers_over_the_socket() {
 
     c.ping(20);
     let reply = c.call(json!({"id": 21, "op": "access_token"}));
-    assert_eq!(reply["error"], "not-implemented", "{reply}");
+    assert_eq!(reply["error"], "bad-request", "{reply}");
+    assert_eq!(reply["text"], "access_token: missing field `issuer`", "{reply}");
 
     let reply = c.call(json!({"id": 22, "op": "stats"}));
     assert_eq!(reply["ok"], true, "{reply}");

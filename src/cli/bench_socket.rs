@@ -40,6 +40,62 @@ pub(super) enum Mix {
     Rs256,
     /// Half and half.
     Mixed,
+    /// Access tokens (`access_token` IQs of distinct occupants), HS256.
+    AccessHs256,
+    /// Access tokens, ES256.
+    AccessEs256,
+    /// Access tokens, EdDSA.
+    AccessEddsa,
+}
+
+impl Mix {
+    /// The algorithm of an access-token mix.
+    fn access_alg(self) -> Option<Algorithm> {
+        match self {
+            Mix::AccessHs256 => Some(Algorithm::HS256),
+            Mix::AccessEs256 => Some(Algorithm::ES256),
+            Mix::AccessEddsa => Some(Algorithm::EdDSA),
+            _ => None,
+        }
+    }
+}
+
+/// The MUC component the access-token mixes register as an issuer.
+const ACCESS_MUC: &str = "conference.bench.invalid";
+
+/// The issuer entry of `hello` for an access-token mix: a fresh key of `alg`, no rate limit.
+fn access_issuer(alg: Algorithm) -> Result<Map<String, Value>, Failure> {
+    let key = if alg == Algorithm::HS256 {
+        "bench-access-secret-0123456789abcdef".to_owned()
+    } else {
+        token_sidecar::keys::generate(alg)
+            .map_err(failed)?
+            .private_pem()
+            .to_owned()
+    };
+    Ok(options(json!({"module": "access_token", "options": {
+        "access_token_key": key, "access_token_alg": format!("{alg:?}"), "access_token_rate_limit": 0}})))
+}
+
+/// An occupant's `muc#access-token` IQ, as the shim forwards it.
+fn access_request(n: usize) -> token_sidecar::access::IssueRequest {
+    let room = format!("room{}@{ACCESS_MUC}", n % 100);
+    token_sidecar::access::IssueRequest {
+        issuer: ACCESS_MUC.to_owned(),
+        door: Some(token_sidecar::access::Door::Muc),
+        stanza: format!(
+            "<iq type='get' id='{n}' from='u{n}@bench.invalid/r' to='{room}/focus'>\
+             <query xmlns='http://jabber.org/protocol/muc#access-token'/></iq>"
+        ),
+        room: Some(room.clone()),
+        room_exists: true,
+        occupant: Some(token_sidecar::access::OccupantInfo {
+            nick: format!("{room}/n{n}"),
+            role: Some("participant".into()),
+            affiliation: Some("none".into()),
+        }),
+        ..Default::default()
+    }
 }
 
 /// Drive a running daemon and print throughput and p50/p99/p999 latency.
@@ -151,9 +207,11 @@ async fn key_server(pem: String) -> Result<String, Failure> {
     Ok(url)
 }
 
-struct Job {
-    host: &'static str,
-    token: String,
+enum Job {
+    /// A login.
+    Auth { host: &'static str, token: String },
+    /// An access-token IQ.
+    Access(Box<token_sidecar::access::IssueRequest>),
 }
 
 /// The tokens to send, in order. Invalid ones carry another token's signature.
@@ -166,10 +224,14 @@ fn make_jobs(args: &BenchArgs, signers: &Signers, now: i64) -> Result<Vec<Job>, 
         usize::MAX
     };
     for n in 0..args.requests {
+        if args.mix.access_alg().is_some() {
+            jobs.push(Job::Access(Box::new(access_request(n))));
+            continue;
+        }
         let rs = match args.mix {
-            Mix::Hs256 => false,
             Mix::Rs256 => true,
             Mix::Mixed => n % 2 == 1,
+            _ => false,
         };
         let invalid = invalid_every != usize::MAX && n % invalid_every == 0;
         let (host, token) = if rs {
@@ -194,7 +256,7 @@ fn make_jobs(args: &BenchArgs, signers: &Signers, now: i64) -> Result<Vec<Job>, 
         } else {
             token
         };
-        jobs.push(Job { host, token });
+        jobs.push(Job::Auth { host, token });
     }
     Ok(jobs)
 }
@@ -309,13 +371,17 @@ async fn drive(
             unsent = n;
         }
         budget.acquire().await.map_err(failed)?.forget();
-        let job = &jobs[id];
-        let auth = Auth {
-            host: Cow::Borrowed(job.host),
-            token: Some(Cow::Borrowed(&job.token)),
-            ..Auth::default()
-        };
-        requests.queue(id, &auth);
+        match &jobs[id] {
+            Job::Auth { host, token } => {
+                let auth = Auth {
+                    host: Cow::Borrowed(host),
+                    token: Some(Cow::Borrowed(token)),
+                    ..Auth::default()
+                };
+                requests.queue(id, &auth);
+            }
+            Job::Access(request) => requests.queue(id, request.as_ref()),
+        }
         if requests.queued() > 32 * 1024 {
             send(&mut requests, &sent_at[unsent..=n], epoch).await?;
             unsent = n + 1;
@@ -347,7 +413,11 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 async fn in_process(jobs: Arc<Vec<Job>>, hs: HostSettings) -> Result<f64, Failure> {
     let verifier = Arc::new(Verifier::new(hs).map_err(failed)?);
-    let hs_jobs: Vec<usize> = (0..jobs.len()).filter(|i| jobs[*i].host == HS_HOST).collect();
+    let hs_token = |job: &Job| match job {
+        Job::Auth { host, token } if *host == HS_HOST => Some(token.clone()),
+        _ => None,
+    };
+    let hs_jobs: Vec<String> = jobs.iter().filter_map(hs_token).collect();
     if hs_jobs.is_empty() {
         return Err(Failure::usage("--in-process measures HS256 tokens; the mix has none"));
     }
@@ -356,12 +426,11 @@ async fn in_process(jobs: Arc<Vec<Job>>, hs: HostSettings) -> Result<f64, Failur
     let mut tasks = Vec::new();
     for part in hs_jobs.chunks(hs_jobs.len().div_ceil(2)) {
         let part = part.to_vec();
-        let jobs = jobs.clone();
         let verifier = verifier.clone();
         tasks.push(tokio::spawn(async move {
-            for i in part {
+            for token in &part {
                 let request = AuthRequest {
-                    token: Some(&jobs[i].token),
+                    token: Some(token),
                     ..AuthRequest::default()
                 };
                 let _ = std::hint::black_box(verifier.verify(&request, now).await);
@@ -402,7 +471,7 @@ fn options(value: Value) -> Map<String, Value> {
 async fn bench(args: BenchArgs) -> Result<(), Failure> {
     let now = unix_now();
     let hs_options = options(json!({"app_id": "bench", "app_secret": SECRET, "asap_accepted_issuers": ["bench"]}));
-    let (signers, pem) = Signers::new(args.mix != Mix::Hs256)?;
+    let (signers, pem) = Signers::new(matches!(args.mix, Mix::Rs256 | Mix::Mixed))?;
     let mut hosts = BTreeMap::from([(HS_HOST.to_owned(), hs_options.clone())]);
     if let Some(pem) = pem {
         let url = key_server(pem).await?;
@@ -419,8 +488,20 @@ async fn bench(args: BenchArgs) -> Result<(), Failure> {
             args.socket.display()
         ))
     })?;
-    let hello = control.hello(hosts).await.map_err(failed)?;
-    if !hello.ok || !hello.errors.is_empty() {
+    let mut issuers = BTreeMap::new();
+    if let Some(alg) = args.mix.access_alg() {
+        issuers.insert(ACCESS_MUC.to_owned(), access_issuer(alg)?);
+    }
+    let hello = control
+        .register(token_sidecar::protocol::Hello {
+            version: token_sidecar::protocol::PROTOCOL_VERSION,
+            hosts,
+            issuers,
+            instance: None,
+        })
+        .await
+        .map_err(failed)?;
+    if !hello.ok || !hello.errors.is_empty() || !hello.issuer_errors.is_empty() {
         return Err(failed(format!("hello refused: {hello:?}")));
     }
 
@@ -493,6 +574,9 @@ async fn bench(args: BenchArgs) -> Result<(), Failure> {
             Mix::Hs256 => "hs256",
             Mix::Rs256 => "rs256",
             Mix::Mixed => "mixed",
+            Mix::AccessHs256 => "access-hs256",
+            Mix::AccessEs256 => "access-es256",
+            Mix::AccessEddsa => "access-eddsa",
         },
         args.connections,
         args.inflight,
@@ -536,7 +620,11 @@ async fn bench(args: BenchArgs) -> Result<(), Failure> {
     if args.in_process {
         let settings = HostSettings::from_options(HS_HOST, &hs_options, false).map_err(failed)?;
         let local = in_process(jobs.clone(), settings).await?;
-        let hs_share = jobs.iter().filter(|j| j.host == HS_HOST).count() as f64 / jobs.len() as f64;
+        let hs_share = jobs
+            .iter()
+            .filter(|j| matches!(j, Job::Auth { host, .. } if *host == HS_HOST))
+            .count() as f64
+            / jobs.len() as f64;
         println!(
             "in-process HS256 verify (2 threads): {local:.0} /s; socket/in-process ratio {:.2}",
             throughput * hs_share / local

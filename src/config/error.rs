@@ -28,8 +28,10 @@ pub enum ConfigError {
     /// Not TOML.
     #[error("{0}")]
     Syntax(String),
-    /// A top-level key other than `server` and `hosts`.
-    #[error("unknown top-level key `{0}` (expected [server] or [hosts.\"<VirtualHost>\"])")]
+    /// A top-level key other than `server`, `hosts`, `issuers` and `http`.
+    #[error(
+        "unknown top-level key `{0}` (expected [server], [http], [hosts.\"<VirtualHost>\"] or [issuers.\"<Prosody host>\"])"
+    )]
     UnknownSection(String),
     /// `hosts` is not a table of tables.
     #[error("`hosts` must be a table of [hosts.\"<VirtualHost>\"] tables")]
@@ -40,6 +42,20 @@ pub enum ConfigError {
     /// A problem in `[server]`.
     #[error("{0}")]
     Server(#[from] ServerProblem),
+    /// A problem in `[http]`.
+    #[error("{0}")]
+    Http(#[from] super::HttpProblem),
+    /// `issuers` is not a table of tables.
+    #[error("`issuers` must be a table of [issuers.\"<Prosody host>\"] tables")]
+    IssuersNotATable,
+    /// An access-token issuer's settings are refused.
+    #[error("[issuers.{name:?}] {problem}")]
+    Issuer {
+        /// The Prosody host the module stands for.
+        name: String,
+        /// The problem.
+        problem: crate::access::IssuerProblem,
+    },
     /// A problem with one host's settings.
     #[error("host {host:?}: {problem}")]
     Host {

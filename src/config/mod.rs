@@ -14,17 +14,19 @@
 mod env;
 mod error;
 mod host;
+mod http;
 pub mod options;
 mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub use env::env_host;
 pub use error::{ConfigError, HostProblem, ServerProblem, ValueProblem};
 pub use host::HostSettings;
+pub use http::{HttpProblem, HttpSettings};
 pub use server::{DEFAULT_SOCKET, ServerSettings};
 
 /// A whole configuration: `[server]` and the hosts of the file and the environment.
@@ -36,6 +38,11 @@ pub struct Config {
     pub hosts: BTreeMap<String, HostSettings>,
     /// Which of `hosts` came from the environment ([`Config::add_env_host`]) rather than the file.
     pub env_hosts: BTreeSet<String>,
+    /// `[issuers."<Prosody host>"]`: access-token issuers, as `{"module", "options"}` entries
+    /// (checked when the file is read; see [`crate::access::read_issuer`]).
+    pub issuers: BTreeMap<String, Map<String, Value>>,
+    /// `[http]`.
+    pub http: HttpSettings,
 }
 
 impl Config {
@@ -70,6 +77,27 @@ impl Config {
                         };
                         let settings = HostSettings::from_options(&host, &options, true)?;
                         config.hosts.insert(host, settings);
+                    }
+                }
+                "http" => config.http = HttpSettings::from_table(&toml_to_json(value))?,
+                "issuers" => {
+                    let Value::Object(issuers) = toml_to_json(value) else {
+                        return Err(ConfigError::IssuersNotATable);
+                    };
+                    for (name, table) in issuers {
+                        let Value::Object(mut options) = table else {
+                            return Err(ConfigError::IssuersNotATable);
+                        };
+                        let module = options.remove("module").unwrap_or(Value::Null);
+                        let mut entry = Map::new();
+                        entry.insert("module".into(), module);
+                        entry.insert("options".into(), Value::Object(options));
+                        // Refused here, so that a daemon never starts with an issuer it cannot use.
+                        crate::access::read_issuer(&name, &entry).map_err(|problem| ConfigError::Issuer {
+                            name: name.clone(),
+                            problem,
+                        })?;
+                        config.issuers.insert(name, entry);
                     }
                 }
                 other => return Err(ConfigError::UnknownSection(other.to_owned())),

@@ -4,11 +4,15 @@
 //!
 //! - [`socket`]: binding, accepting, framing, and what each op does;
 //! - [`hosts`]: the hosts (TOML, environment, `hello`) and their verifiers;
+//! - [`issuers`]: the access-token issuers (TOML, `hello`);
+//! - [`http`]: the optional HTTP listener (JWKS, introspection, health);
 //! - [`login`]: accepted logins remembered by token, for repeated logins and room checks;
 //! - [`limited_cache`]: the bounded cache those live in;
 //! - [`state`]: what connections share, and the counters.
 
 pub mod hosts;
+pub mod http;
+pub mod issuers;
 mod limited_cache;
 pub mod login;
 pub mod socket;
@@ -36,6 +40,15 @@ pub enum StartError {
     /// The socket could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr} ([http] listen)")]
+    Http {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// A signal handler could not be installed.
     #[error("installing the {0} handler")]
     Signal(&'static str, #[source] io::Error),
@@ -53,7 +66,9 @@ impl StartError {
 pub fn check(config: &Config) -> Result<Vec<String>, StartError> {
     let registry = Registry::default();
     registry.set_config(config)?;
-    Ok(config.hosts.values().flat_map(|h| h.warnings()).collect())
+    let mut warnings: Vec<String> = config.hosts.values().flat_map(|h| h.warnings()).collect();
+    warnings.extend(http_warnings(&config.http));
+    Ok(warnings)
 }
 
 /// Reads the environment, for [`ConfigSource::load`].
@@ -68,9 +83,25 @@ pub async fn serve(source: ConfigSource) -> Result<(), StartError> {
     let settings = config.server.clone();
     let shared = Arc::new(Shared::new(settings.clone()));
     shared.registry.set_config(&config)?;
-    for warning in config.hosts.values().flat_map(|h| h.warnings()) {
+    for refused in shared.issuers.set_config(&config.issuers) {
+        tracing::error!("{refused}");
+    }
+    for warning in config
+        .hosts
+        .values()
+        .flat_map(|h| h.warnings())
+        .chain(http_warnings(&config.http))
+    {
         tracing::warn!("{warning}");
     }
+    let http = match config.http.listen {
+        Some(addr) => Some(
+            http::bind(addr)
+                .await
+                .map_err(|source| StartError::Http { addr, source })?,
+        ),
+        None => None,
+    };
     let (listener, inode) = socket::bind(&settings)?;
     let handler = |name: &'static str| move |e| StartError::Signal(name, e);
     let mut sigterm = signal(SignalKind::terminate()).map_err(handler("SIGTERM"))?;
@@ -84,6 +115,15 @@ pub async fn serve(source: ConfigSource) -> Result<(), StartError> {
     );
 
     let (notify_shutdown, _) = broadcast::channel(1);
+    if let Some(listener) = http {
+        let addr = listener.local_addr().ok();
+        let mut stop = notify_shutdown.subscribe();
+        let router = http::router(shared.clone(), &config.http);
+        tokio::spawn(http::serve(listener, router, async move {
+            let _ = stop.recv().await;
+        }));
+        tracing::info!(addr = ?addr, "HTTP listening (JWKS, introspection, health)");
+    }
     let (shutdown_complete, mut all_done) = mpsc::channel::<()>(1);
     let server = Listener {
         listener,
@@ -142,11 +182,26 @@ fn reload(shared: &Shared, source: &ConfigSource) {
         tracing::error!("SIGHUP: keeping the old config: {e}");
         return;
     }
+    for refused in shared.issuers.set_config(&config.issuers) {
+        tracing::error!("SIGHUP: {refused}");
+    }
     for warning in config.hosts.values().flat_map(|h| h.warnings()) {
         tracing::warn!("{warning}");
     }
     warn_if_server_changed(&shared.settings, &config.server);
     tracing::info!(path = %path.display(), hosts = config.hosts.len(), "SIGHUP: config reloaded");
+}
+
+/// What an admin should know about `[http]` that is not an error.
+fn http_warnings(http: &crate::config::HttpSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    if http.listen.is_some() && http.introspect_secret.is_none() && !http.introspect_without_secret {
+        out.push("[http]: no introspect_secret: POST /v1/introspect answers 403 to everyone".to_owned());
+    }
+    if http.listen.is_some_and(|a| !a.ip().is_loopback()) {
+        out.push("[http] listen is not a loopback address: put TLS in front of it".to_owned());
+    }
+    out
 }
 
 fn warn_if_server_changed(running: &ServerSettings, loaded: &ServerSettings) {

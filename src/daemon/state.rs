@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 use super::hosts::Registry;
+use super::issuers::Issuers;
 use super::login::Logins;
+use crate::access::{MemoryStore, OccupancyStore};
 use crate::config::ServerSettings;
 use crate::protocol::{Op, Outcome};
 
@@ -26,6 +28,12 @@ pub struct Shared {
     pub stats: Stats,
     /// In-flight requests across all connections.
     pub global: Arc<Semaphore>,
+    /// The access-token issuers.
+    pub issuers: Issuers,
+    /// Who is in which room now, as the shims report it.
+    pub occupancy: Arc<dyn OccupancyStore>,
+    /// Numbers connections, so that what one reported can be dropped when it ends.
+    pub next_connection: AtomicU64,
 }
 
 impl Shared {
@@ -36,6 +44,9 @@ impl Shared {
             global: Arc::new(Semaphore::new(settings.max_inflight)),
             registry: Registry::default(),
             stats: Stats::default(),
+            issuers: Issuers::default(),
+            occupancy: Arc::new(MemoryStore::default()),
+            next_connection: AtomicU64::new(1),
             settings,
         }
     }

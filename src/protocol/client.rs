@@ -33,6 +33,9 @@ impl RequestBody for Auth<'_> {
 impl RequestBody for Room<'_> {
     const OP: &'static str = "room";
 }
+impl RequestBody for crate::access::IssueRequest {
+    const OP: &'static str = "access_token";
+}
 
 /// `ping`.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -224,10 +227,16 @@ impl Client {
 
     /// `hello` with this crate's protocol version, registering `hosts` (options by VirtualHost).
     pub async fn hello(&mut self, hosts: BTreeMap<String, Map<String, Value>>) -> Result<HelloReply, ClientError> {
-        let hello = Hello {
+        self.register(Hello {
             version: PROTOCOL_VERSION,
             hosts,
-        };
+            ..Hello::default()
+        })
+        .await
+    }
+
+    /// Sends `hello` as given (hosts and access-token issuers) and reads its reply.
+    pub async fn register(&mut self, hello: Hello) -> Result<HelloReply, ClientError> {
         let reply = self.call(&hello).await?;
         serde_json::from_value(reply.clone()).map_err(|e| ClientError::BadReply {
             line: reply.to_string(),

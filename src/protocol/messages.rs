@@ -19,6 +19,70 @@ pub struct Hello {
     /// Options by VirtualHost, under Prosody's names.
     #[serde(default)]
     pub hosts: BTreeMap<String, Map<String, Value>>,
+    /// Access-token issuers by the Prosody host their module is on: `{"module", "options",
+    /// "files"}` (see [`crate::access::read_issuer`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub issuers: BTreeMap<String, Map<String, Value>>,
+    /// The shim's id for its Prosody process, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// `occupant`: one occupant joined or left a room.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OccupantReport {
+    /// `join` or `leave`.
+    pub event: OccupantEvent,
+    /// The room's bare JID.
+    pub room: String,
+    /// The occupant's real full JID.
+    pub jid: String,
+    /// The occupant JID (`room@muc/nick`); needed for `join`.
+    #[serde(default)]
+    pub nick: Option<String>,
+}
+
+/// What happened to an occupant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OccupantEvent {
+    /// Joined.
+    #[default]
+    Join,
+    /// Left.
+    Leave,
+}
+
+/// `occupants`: every occupant of one MUC component's rooms, replacing what was reported for it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OccupancySync {
+    /// The MUC component.
+    pub muc: String,
+    /// Occupants by room bare JID. (An empty Lua table arrives as `{}`.)
+    #[serde(default)]
+    pub rooms: BTreeMap<String, OccupantList>,
+}
+
+/// A room's occupants: a list, or `{}` for none (how Prosody's JSON writes an empty table).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OccupantList {
+    /// The occupants.
+    List(Vec<SyncedOccupant>),
+    /// `{}`.
+    #[default]
+    Empty,
+    /// An empty table written as an object.
+    EmptyObject(Map<String, Value>),
+}
+
+/// One occupant in an [`OccupancySync`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncedOccupant {
+    /// The real full JID.
+    pub jid: String,
+    /// The occupant JID.
+    pub nick: String,
 }
 
 /// `auth`: a login attempt on `host`.
@@ -126,6 +190,12 @@ pub struct HelloReply {
     /// Warnings about the settings.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The access-token issuers registered.
+    #[serde(default)]
+    pub issuers_accepted: Vec<String>,
+    /// Why the other issuers were not, by name.
+    #[serde(default)]
+    pub issuer_errors: BTreeMap<String, String>,
     /// The error code of an error reply.
     #[serde(default)]
     pub error: Option<String>,

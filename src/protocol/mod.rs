@@ -16,7 +16,10 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use messages::{Auth, Hello, HelloReply, ReplyHead, Room, RoomSessionFields};
+pub use messages::{
+    Auth, Hello, HelloReply, OccupancySync, OccupantEvent, OccupantList, OccupantReport, ReplyHead, Room,
+    RoomSessionFields, SyncedOccupant,
+};
 pub use reply::{ErrorCode, Outcome, Prepared, Refusal, Reply};
 
 /// The protocol version this crate speaks; `hello` must name it.
@@ -35,8 +38,12 @@ pub enum Request {
     Ping,
     /// `stats`.
     Stats,
-    /// `access_token` (reserved).
-    AccessToken,
+    /// `access_token`: an access-token IQ for an issuer.
+    AccessToken(Box<crate::access::IssueRequest>),
+    /// `occupant`: a join or a leave.
+    Occupant(OccupantReport),
+    /// `occupants`: a MUC's whole occupancy.
+    Occupants(OccupancySync),
 }
 
 /// The ops, for counters and logs.
@@ -54,19 +61,25 @@ pub enum Op {
     Stats,
     /// `access_token`.
     AccessToken,
+    /// `occupant`.
+    Occupant,
+    /// `occupants`.
+    Occupants,
     /// A line that could not be parsed into a request.
     Invalid,
 }
 
 impl Op {
     /// Every op, in the order `stats` lists them.
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 9] = [
         Op::Hello,
         Op::Auth,
         Op::Room,
         Op::Ping,
         Op::Stats,
         Op::AccessToken,
+        Op::Occupant,
+        Op::Occupants,
         Op::Invalid,
     ];
 
@@ -79,6 +92,8 @@ impl Op {
             Op::Ping => "ping",
             Op::Stats => "stats",
             Op::AccessToken => "access_token",
+            Op::Occupant => "occupant",
+            Op::Occupants => "occupants",
             Op::Invalid => "invalid",
         }
     }
@@ -93,7 +108,9 @@ impl Request {
             Request::Room(_) => Op::Room,
             Request::Ping => Op::Ping,
             Request::Stats => Op::Stats,
-            Request::AccessToken => Op::AccessToken,
+            Request::AccessToken(_) => Op::AccessToken,
+            Request::Occupant(_) => Op::Occupant,
+            Request::Occupants(_) => Op::Occupants,
         }
     }
 }
@@ -132,7 +149,7 @@ impl fmt::Display for BadRequest {
             BadRequest::OpNotString => f.write_str("field `op` must be a string"),
             BadRequest::UnknownOp(op) => write!(
                 f,
-                "unknown op {op:?} (known: hello, auth, room, ping, stats, access_token)"
+                "unknown op {op:?} (known: hello, auth, room, ping, stats, access_token, occupant, occupants)"
             ),
             BadRequest::Fields { op, detail } => write!(f, "{op}: {detail}"),
         }
@@ -167,7 +184,9 @@ pub fn parse(line: &[u8]) -> (Value, Result<Request, BadRequest>) {
         "room" => typed("room", args).map(Request::Room),
         "ping" => Ok(Request::Ping),
         "stats" => Ok(Request::Stats),
-        "access_token" => Ok(Request::AccessToken),
+        "access_token" => typed("access_token", args).map(|r| Request::AccessToken(Box::new(r))),
+        "occupant" => typed("occupant", args).map(Request::Occupant),
+        "occupants" => typed("occupants", args).map(Request::Occupants),
         _ => Err(BadRequest::UnknownOp(op)),
     };
     (id, request)

@@ -24,8 +24,8 @@ pub enum ErrorCode {
     UnknownHost,
     /// A `token_sha256` the daemon does not remember.
     UnknownToken,
-    /// `access_token`.
-    NotImplemented,
+    /// The occupancy store could not be reached.
+    StoreUnavailable,
 }
 
 impl ErrorCode {
@@ -37,7 +37,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedVersion => "unsupported-version",
             ErrorCode::UnknownHost => "unknown-host",
             ErrorCode::UnknownToken => "unknown-token",
-            ErrorCode::NotImplemented => "not-implemented",
+            ErrorCode::StoreUnavailable => "store-unavailable",
         }
     }
 }

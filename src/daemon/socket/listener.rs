@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use super::connection::{Frame, FrameReader, FrameWriter};
 use super::ops;
+use crate::access::Reporter;
 use crate::daemon::state::Shared;
 use crate::protocol::{ErrorCode, Op, Reply};
 
@@ -99,8 +100,9 @@ struct Handler {
     _shutdown_complete: mpsc::Sender<()>,
 }
 
-/// Decrements the open-connection gauge however the handler ends.
-struct ConnectionGuard(Arc<Shared>);
+/// However the handler ends: decrements the open-connection gauge, and drops the occupancy the
+/// connection reported (its shim re-sends it when it connects again).
+struct ConnectionGuard(Arc<Shared>, Reporter);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -108,6 +110,14 @@ impl Drop for ConnectionGuard {
             .stats
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let (shared, reporter) = (self.0.clone(), self.1);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = shared.occupancy.forget(reporter).await {
+                    tracing::warn!("{e}");
+                }
+            });
+        }
     }
 }
 
@@ -119,7 +129,12 @@ impl Handler {
             .connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         shared.stats.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _guard = ConnectionGuard(shared.clone());
+        let reporter = Reporter(
+            shared
+                .next_connection
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        let _guard = ConnectionGuard(shared.clone(), reporter);
         let settings = &shared.settings;
         let (read, write) = stream.into_split();
         let mut frames = FrameReader::new(read, settings.max_line_bytes);
@@ -214,7 +229,7 @@ impl Handler {
             // and hand only the ones that wait (a key fetch) to their own task, so that they never
             // stall the rest of the connection.
             let owned = shared.clone();
-            let work = async move { ops::answer(&owned, &line).await };
+            let work = async move { ops::answer(&owned, reporter, &line).await };
             // The future is over a KiB, too large for malloc's fast bins: reuse the box of the
             // last inline answer instead of allocating one per request.
             let mut answer = match spare.take() {

@@ -48,10 +48,28 @@ pub(super) fn hello(shared: &Shared, id: Value, hello: Hello) -> Reply {
             }
         }
     }
+    let mut issuers_accepted = Vec::new();
+    let mut issuer_errors = Map::new();
+    for (name, entry) in &hello.issuers {
+        match shared.issuers.set_hello(name, entry) {
+            Ok(replaced) => {
+                if replaced {
+                    tracing::info!(issuer = %name, instance = ?hello.instance, "access-token issuer registered by hello");
+                }
+                issuers_accepted.push(Value::String(name.clone()));
+            }
+            Err(problem) => {
+                tracing::error!(issuer = %name, "hello: access-token settings refused: {problem}");
+                issuer_errors.insert(name.clone(), Value::String(problem.to_string()));
+            }
+        }
+    }
     Reply::new(id, true)
         .with("version", PROTOCOL_VERSION)
         .with("daemon", DAEMON_VERSION)
         .with("accepted", accepted)
         .with("errors", errors)
         .with("warnings", warnings)
+        .with("issuers_accepted", issuers_accepted)
+        .with("issuer_errors", issuer_errors)
 }

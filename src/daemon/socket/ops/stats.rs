@@ -61,4 +61,9 @@ pub(super) fn stats(shared: &Shared, id: Value) -> Reply {
             }),
         )
         .with("hosts", serde_json::to_value(hosts).unwrap_or(Value::Null))
+        .with("issuers", shared.issuers.to_json())
+        .with("occupancy", {
+            let counts = shared.occupancy.counts();
+            json!({"rooms": counts.rooms, "occupants": counts.occupants})
+        })
 }

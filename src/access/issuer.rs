@@ -1,0 +1,613 @@
+//! The issuer: one per Prosody module that hands out access tokens. It decides who gets a token
+//! (a current occupant of that room, within the rate limit), writes the claims each reference
+//! module writes plus ours, signs with a key parsed once, and builds the reply stanza.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::settings::{IssuerKey, IssuerModule, IssuerProblem, IssuerSettings};
+use super::stanza::{self, Ask, Credential, ErrorKind, StanzaProblem};
+use super::verify::{AccessRefusal, AccessVerifier};
+use crate::keys::{PublicJwk, SigningKey, VerifyingKey};
+use crate::token::{MintError, Minter};
+
+/// Which front door a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Door {
+    /// jitsi-contrib's `muc#access-token` IQ, on the MUC component.
+    Muc,
+    /// XEP-0215 `short-lived-token` credentials, on the VirtualHost.
+    Extdisco,
+}
+
+/// What Prosody alone knows about the sender, sent by the shim with the stanza.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IssueRequest {
+    /// The issuer: the Prosody host the module is loaded on.
+    pub issuer: String,
+    /// The door.
+    pub door: Option<Door>,
+    /// The IQ as Prosody serialised it.
+    pub stanza: String,
+    /// The room the shim looked at (bare JID); `None` when the session has none.
+    #[serde(default)]
+    pub room: Option<String>,
+    /// Whether that room exists.
+    #[serde(default)]
+    pub room_exists: bool,
+    /// The room's `meetingId`.
+    #[serde(default)]
+    pub meeting_id: Option<String>,
+    /// The sender's occupant in that room, found by real JID; `None`: not an occupant.
+    #[serde(default)]
+    pub occupant: Option<OccupantInfo>,
+    /// The session's fields: what its login set, its URL's room and tenant, its join presence.
+    #[serde(default)]
+    pub session: SessionInfo,
+}
+
+/// The sender's occupant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OccupantInfo {
+    /// The occupant JID, `room@muc/nick`.
+    pub nick: String,
+    /// `moderator`, `participant`, `visitor`.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// `owner`, `admin`, `member`, `none`.
+    #[serde(default)]
+    pub affiliation: Option<String>,
+}
+
+/// The session fields the claims are made of; JSON null is the same as absent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// `context.user` of the login token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_context_user: Option<Value>,
+    /// `context.group` of the login token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_context_group: Option<Value>,
+    /// `context.features` of the login token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_context_features: Option<Value>,
+    /// Set by Jitsi's token-grant modules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_jitsi_meet_context_user_id: Option<Value>,
+    /// Set by Jitsi's token-grant modules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_jitsi_meet_context_group_id: Option<Value>,
+    /// The user's region (`user_region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_region: Option<Value>,
+    /// The connection URL's `room`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitsi_web_query_room: Option<Value>,
+    /// The connection URL's tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitsi_web_query_prefix: Option<Value>,
+    /// `<nick xmlns='http://jabber.org/protocol/nick'>` of the join presence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_nick: Option<Value>,
+    /// `<email>` of the join presence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_email: Option<Value>,
+}
+
+/// The answer to an access-token IQ.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Issued {
+    /// Not for this door (another payload, `type='set'`, no accepted audience): let it go on.
+    Pass,
+    /// Tokens issued: the result stanza.
+    Tokens {
+        /// The result IQ.
+        stanza: String,
+        /// The sender's occupant (for logs: presence comes from the shim's reports).
+        occupant: super::Occupant,
+    },
+    /// Refused: the error stanza.
+    Refused {
+        /// The error.
+        kind: ErrorKind,
+        /// Its text.
+        text: String,
+        /// The error IQ.
+        stanza: String,
+    },
+}
+
+/// Why an access-token request could not be answered with a stanza at all.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The stanza could not be read.
+    #[error(transparent)]
+    Stanza(#[from] StanzaProblem),
+    /// The shim's room is not the stanza's.
+    #[error("the request names room {shim:?} but the IQ is addressed to {stanza:?}")]
+    RoomMismatch {
+        /// What the shim said.
+        shim: String,
+        /// What the stanza says.
+        stanza: String,
+    },
+    /// The request came through a door this issuer does not have.
+    #[error("issuer {issuer} ({module}) has no {door:?} door")]
+    WrongDoor {
+        /// The issuer.
+        issuer: String,
+        /// Its module.
+        module: &'static str,
+        /// The door asked for.
+        door: Door,
+    },
+    /// Signing failed.
+    #[error(transparent)]
+    Sign(#[from] MintError),
+}
+
+/// An issuer ready to sign.
+pub struct Issuer {
+    settings: IssuerSettings,
+    minter: Minter,
+    alg_name: String,
+    /// Verify its tokens: one verifier for HMAC keys, one for public keys (a rotation from one
+    /// kind to the other has both).
+    verifiers: Vec<AccessVerifier>,
+    /// The public JWKs of its asymmetric keys.
+    jwks: Vec<Value>,
+    limiter: RateLimiter,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer").field("settings", &self.settings).finish()
+    }
+}
+
+impl Issuer {
+    /// Parses the keys once: the first signs; all verify and the asymmetric ones are published.
+    pub fn new(mut settings: IssuerSettings) -> Result<Issuer, IssuerProblem> {
+        if settings.keys.is_empty() {
+            return Err(IssuerProblem::NoKey("a signing key"));
+        }
+        let (verifiers, jwks) = publish(&settings.keys)?;
+        let first = settings.keys.remove(0);
+        let alg_name = format!("{:?}", first.alg);
+        let minter = Minter::new(first.key, first.alg, first.kid.clone())?;
+        let limiter = RateLimiter::new(settings.rate_per_minute);
+        Ok(Issuer {
+            settings,
+            minter,
+            alg_name,
+            verifiers,
+            jwks,
+            limiter,
+        })
+    }
+
+    /// The settings (the signing key moved into the minter).
+    pub fn settings(&self) -> &IssuerSettings {
+        &self.settings
+    }
+
+    /// Checks the signature and times of a token this issuer may have signed.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Map<String, Value>, AccessRefusal> {
+        let mut refusal = AccessRefusal::BadSignature;
+        for verifier in &self.verifiers {
+            match verifier.verify(token, now) {
+                Ok(claims) => return Ok(claims),
+                Err(AccessRefusal::AlgNotAccepted { .. }) if self.verifiers.len() > 1 => {}
+                Err(e) => refusal = e,
+            }
+        }
+        Err(refusal)
+    }
+
+    /// The public JWKs of its asymmetric keys (the signing key first).
+    pub fn jwks(&self) -> &[Value] {
+        &self.jwks
+    }
+
+    /// Answers an access-token IQ, at `now` (unix seconds).
+    pub fn issue(&self, req: &IssueRequest, now: i64) -> Result<Issued, IssueError> {
+        let door = req.door.unwrap_or(match self.settings.module {
+            IssuerModule::AccessToken => Door::Muc,
+            IssuerModule::ShortLivedToken => Door::Extdisco,
+        });
+        let expected = match self.settings.module {
+            IssuerModule::AccessToken => Door::Muc,
+            IssuerModule::ShortLivedToken => Door::Extdisco,
+        };
+        if door != expected {
+            return Err(IssueError::WrongDoor {
+                issuer: self.settings.name.clone(),
+                module: self.settings.module.name(),
+                door,
+            });
+        }
+        let iq = stanza::read(&req.stanza, &self.settings.name)?;
+        match (&iq.ask, door) {
+            (Ask::AccessToken, Door::Muc) => self.muc(req, &iq, now),
+            (Ask::Credentials(hosts), Door::Extdisco) => {
+                let audiences: Vec<&String> = hosts
+                    .iter()
+                    .filter(|h| self.settings.accepted_audiences.contains(h))
+                    .collect();
+                if audiences.is_empty() {
+                    return Ok(Issued::Pass);
+                }
+                self.extdisco(req, &iq, &audiences, now)
+            }
+            _ => Ok(Issued::Pass),
+        }
+    }
+
+    fn refuse(iq: &stanza::Request, kind: ErrorKind, text: &str) -> Issued {
+        Issued::Refused {
+            kind,
+            text: text.to_owned(),
+            stanza: iq.error(kind, text),
+        }
+    }
+
+    /// Occupancy and rate checks shared by both doors; `Err` is the refusal.
+    fn admit(
+        &self,
+        req: &IssueRequest,
+        iq: &stanza::Request,
+        room: Option<&str>,
+        not_occupant: ErrorKind,
+    ) -> Result<(super::Occupant, OccupantInfo), Issued> {
+        let Some(room) = room else {
+            return Err(Self::refuse(iq, not_occupant, "the session has no room"));
+        };
+        if !req.room_exists {
+            return Err(Self::refuse(iq, ErrorKind::ItemNotFound, "no such room"));
+        }
+        let Some(occupant) = &req.occupant else {
+            return Err(Self::refuse(
+                iq,
+                not_occupant,
+                "only occupants of the room get access tokens",
+            ));
+        };
+        let from = iq.from.to_string();
+        if !self.limiter.allow(&format!("{room}\n{from}")) {
+            return Err(Self::refuse(
+                iq,
+                ErrorKind::ResourceConstraint,
+                "too many access tokens asked for; try again in a minute",
+            ));
+        }
+        Ok((
+            super::Occupant {
+                room: room.to_owned(),
+                jid: from,
+                nick: occupant.nick.clone(),
+            },
+            occupant.clone(),
+        ))
+    }
+
+    fn muc(&self, req: &IssueRequest, iq: &stanza::Request, now: i64) -> Result<Issued, IssueError> {
+        let room = iq.to.to_bare().to_string();
+        if let Some(shim) = &req.room
+            && *shim != room
+        {
+            return Err(IssueError::RoomMismatch {
+                shim: shim.clone(),
+                stanza: room,
+            });
+        }
+        let (occupant, info) = match self.admit(req, iq, Some(&room), ErrorKind::Forbidden) {
+            Ok(admitted) => admitted,
+            Err(refused) => return Ok(refused),
+        };
+        let mut claims = Map::new();
+        claims.insert("userJid".into(), Value::from(occupant.jid.as_str()));
+        claims.insert("host".into(), Value::from(iq.from.domain().as_str()));
+        claims.insert(
+            "room".into(),
+            Value::from(iq.to.node().map(|n| n.as_str()).unwrap_or_default()),
+        );
+        claims.insert("iss".into(), Value::from(self.settings.issuer.as_str()));
+        if let Some(aud) = &self.settings.audience {
+            claims.insert("aud".into(), Value::from(aud.as_str()));
+        }
+        self.common_claims(&mut claims, &occupant, &info, now);
+        let token = self.minter.sign(&claims)?;
+        Ok(Issued::Tokens {
+            stanza: iq.token_result(&self.alg_name, &token),
+            occupant,
+        })
+    }
+
+    fn extdisco(
+        &self,
+        req: &IssueRequest,
+        iq: &stanza::Request,
+        audiences: &[&String],
+        now: i64,
+    ) -> Result<Issued, IssueError> {
+        let (occupant, info) = match self.admit(req, iq, req.room.as_deref(), ErrorKind::NotAllowed) {
+            Ok(admitted) => admitted,
+            Err(refused) => return Ok(refused),
+        };
+        let s = &req.session;
+        let prefix = s
+            .jitsi_web_query_prefix
+            .as_ref()
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty());
+        let group = s
+            .jitsi_meet_context_group
+            .clone()
+            .or_else(|| s.granted_jitsi_meet_context_group_id.clone());
+        let nick = occupant.nick.rsplit_once('/').map(|(_, n)| n).unwrap_or_default();
+        let user = s.jitsi_meet_context_user.clone().unwrap_or_else(|| {
+            let mut user = Map::new();
+            user.insert("id".into(), Value::from(occupant.jid.as_str()));
+            if let Some(name) = &s.presence_nick {
+                user.insert("name".into(), name.clone());
+            }
+            if let Some(email) = &s.presence_email {
+                user.insert("email".into(), email.clone());
+            }
+            user.insert("nick".into(), Value::from(nick));
+            Value::Object(user)
+        });
+        let mut context = Map::new();
+        put(&mut context, "group", group.clone());
+        context.insert("user".into(), user);
+        put(&mut context, "features", s.jitsi_meet_context_features.clone());
+        // As Jitsi's: a vpaas tenant's id, else the context group.
+        let room_node = occupant.room.split_once('@').map_or("", |(node, _)| node);
+        let customer = room_node
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once(']'))
+            .and_then(|(tenant, _)| tenant.strip_prefix("vpaas-magic-cookie-"))
+            .map(Value::from)
+            .or(group);
+        let mut services = Vec::with_capacity(audiences.len());
+        for aud in audiences {
+            let mut claims = Map::new();
+            claims.insert("iss".into(), Value::from(self.settings.issuer.as_str()));
+            claims.insert("aud".into(), Value::from(aud.as_str()));
+            claims.insert("nbf".into(), Value::from(now));
+            claims.insert("sub".into(), Value::from(prefix.unwrap_or(self.settings.name.as_str())));
+            claims.insert("context".into(), Value::Object(context.clone()));
+            put(&mut claims, "room", s.jitsi_web_query_room.clone());
+            put(&mut claims, "meeting_id", req.meeting_id.clone().map(Value::from));
+            put(
+                &mut claims,
+                "granted_from",
+                s.granted_jitsi_meet_context_user_id.clone(),
+            );
+            put(&mut claims, "customer_id", customer.clone());
+            put(
+                &mut claims,
+                "backend_region",
+                self.settings.region.clone().map(Value::from),
+            );
+            put(&mut claims, "user_region", s.user_region.clone());
+            self.common_claims(&mut claims, &occupant, &info, now);
+            services.push(Credential {
+                audience: (*aud).clone(),
+                token: self.minter.sign(&claims)?,
+                expires: now + self.ttl(),
+            });
+        }
+        Ok(Issued::Tokens {
+            stanza: iq.credentials_result(&services),
+            occupant,
+        })
+    }
+
+    fn ttl(&self) -> i64 {
+        i64::try_from(self.settings.ttl).unwrap_or(i64::MAX / 2)
+    }
+
+    /// `iat`, `exp`, `jti` and `occupant`, in both doors' tokens.
+    fn common_claims(&self, claims: &mut Map<String, Value>, o: &super::Occupant, info: &OccupantInfo, now: i64) {
+        claims.insert("iat".into(), Value::from(now));
+        claims.insert("exp".into(), Value::from(now + self.ttl()));
+        claims.insert("jti".into(), Value::from(new_jti()));
+        let nick = o.nick.rsplit_once('/').map(|(_, n)| n).unwrap_or_default();
+        let mut occupant = Map::new();
+        occupant.insert("room".into(), Value::from(o.room.as_str()));
+        occupant.insert("jid".into(), Value::from(o.jid.as_str()));
+        occupant.insert("nick".into(), Value::from(nick));
+        put(&mut occupant, "role", info.role.clone().map(Value::from));
+        put(&mut occupant, "affiliation", info.affiliation.clone().map(Value::from));
+        claims.insert("occupant".into(), Value::Object(occupant));
+    }
+}
+
+fn put(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
+    if let Some(v) = value.filter(|v| !v.is_null()) {
+        map.insert(key.into(), v);
+    }
+}
+
+/// 128 random bits, base64url.
+fn new_jti() -> String {
+    let mut bytes = [0u8; 16];
+    // The system RNG does not fail on Linux; a zero id would still be a valid (if poor) jti.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    crate::token::base64url(&bytes)
+}
+
+/// The verifiers and public JWKs of an issuer's keys.
+fn publish(keys: &[IssuerKey]) -> Result<(Vec<AccessVerifier>, Vec<Value>), IssuerProblem> {
+    let mut secrets = Vec::new();
+    let mut public = Vec::new();
+    let mut jwks = Vec::new();
+    for k in keys {
+        match &k.key {
+            SigningKey::Hmac(secret) => secrets.push((k.kid.clone(), k.alg, VerifyingKey::hmac(secret))),
+            asymmetric => {
+                let kid = k.kid.clone().unwrap_or_default();
+                let jwk = PublicJwk::from_signing_key(asymmetric, &kid, k.alg)
+                    .map_err(|e| IssuerProblem::Publish(e.to_string()))?;
+                let spki = asymmetric.public_key_der().unwrap_or_default();
+                let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki));
+                let key = VerifyingKey::from_pem(pem.as_bytes()).map_err(|e| IssuerProblem::Publish(e.to_string()))?;
+                public.push((k.kid.clone(), k.alg, key));
+                jwks.push(jwk.to_value());
+            }
+        }
+    }
+    let mut verifiers = Vec::new();
+    for group in [secrets, public] {
+        if !group.is_empty() {
+            verifiers.push(AccessVerifier::from_keys(group).map_err(|e| IssuerProblem::Publish(e.to_string()))?);
+        }
+    }
+    Ok((verifiers, jwks))
+}
+
+/// A token bucket per occupant: `per_minute` tokens, refilled evenly.
+struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Buckets kept before full ones are dropped.
+const MAX_BUCKETS: usize = 100_000;
+
+impl RateLimiter {
+    fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter {
+            per_minute,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn allow(&self, who: &str) -> bool {
+        if self.per_minute == 0 {
+            return true;
+        }
+        let capacity = f64::from(self.per_minute);
+        let per_second = capacity / 60.0;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_BUCKETS {
+            buckets.retain(|_, (left, at)| *left + now.duration_since(*at).as_secs_f64() * per_second < capacity);
+        }
+        let (left, at) = buckets.entry(who.to_owned()).or_insert((capacity, now));
+        *left = (*left + now.duration_since(*at).as_secs_f64() * per_second).min(capacity);
+        *at = now;
+        if *left >= 1.0 {
+            *left -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::access::settings::read_issuer;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const IQ: &str = "<iq type='get' id='q1' from='u@meet.example.com/r1' to='room1@conference.meet.example.com/focus'>\
+                      <query xmlns='http://jabber.org/protocol/muc#access-token'/></iq>";
+
+    fn contrib(extra: Value) -> Issuer {
+        let mut options = json!({"access_token_key": SECRET, "access_token_rate_limit": 3});
+        options
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let entry = json!({"module": "access_token", "options": options});
+        Issuer::new(read_issuer("conference.meet.example.com", entry.as_object().unwrap()).unwrap()).unwrap()
+    }
+
+    fn occupant_request() -> IssueRequest {
+        IssueRequest {
+            issuer: "conference.meet.example.com".into(),
+            door: Some(Door::Muc),
+            stanza: IQ.into(),
+            room: Some("room1@conference.meet.example.com".into()),
+            room_exists: true,
+            occupant: Some(OccupantInfo {
+                nick: "room1@conference.meet.example.com/abcd".into(),
+                role: Some("moderator".into()),
+                affiliation: Some("owner".into()),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn claims_of(stanza: &str) -> Map<String, Value> {
+        let data = stanza.split("data='").nth(1).unwrap().split('\'').next().unwrap();
+        let payload = data.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn an_occupant_gets_contribs_claims_and_ours() {
+        let issuer = contrib(json!({"access_token_audience": "api"}));
+        let Issued::Tokens { stanza, occupant } = issuer.issue(&occupant_request(), 1000).unwrap() else {
+            panic!()
+        };
+        assert_eq!(occupant.jid, "u@meet.example.com/r1");
+        let c = claims_of(&stanza);
+        assert_eq!(c["userJid"], "u@meet.example.com/r1");
+        assert_eq!(c["host"], "meet.example.com");
+        assert_eq!(c["room"], "room1");
+        assert_eq!(c["exp"], 1060);
+        assert_eq!(c["iat"], 1000);
+        assert_eq!(c["iss"], "conference.meet.example.com");
+        assert_eq!(c["aud"], "api");
+        assert_eq!(c["jti"].as_str().unwrap().len(), 22);
+        assert_eq!(
+            c["occupant"],
+            json!({"room": "room1@conference.meet.example.com", "jid": "u@meet.example.com/r1",
+                   "nick": "abcd", "role": "moderator", "affiliation": "owner"})
+        );
+        assert!(stanza.contains("alg='HS256'"));
+    }
+
+    #[test]
+    fn refusals_name_the_condition() {
+        let issuer = contrib(json!({}));
+        let kind = |req: &IssueRequest| match issuer.issue(req, 1000).unwrap() {
+            Issued::Refused { kind, .. } => Some(kind),
+            _ => None,
+        };
+        let mut r = occupant_request();
+        r.occupant = None;
+        assert_eq!(kind(&r), Some(ErrorKind::Forbidden));
+        r.room_exists = false;
+        assert_eq!(kind(&r), Some(ErrorKind::ItemNotFound));
+        let r = occupant_request();
+        assert_eq!(kind(&r), None);
+        assert_eq!(kind(&r), None);
+        assert_eq!(kind(&r), None);
+        assert_eq!(kind(&r), Some(ErrorKind::ResourceConstraint));
+        let mut set = occupant_request();
+        set.stanza = IQ.replace("type='get'", "type='set'");
+        assert_eq!(issuer.issue(&set, 1000).unwrap(), Issued::Pass);
+        let mut other_room = occupant_request();
+        other_room.room = Some("room2@conference.meet.example.com".into());
+        assert!(matches!(
+            issuer.issue(&other_room, 1000),
+            Err(IssueError::RoomMismatch { .. })
+        ));
+    }
+}

@@ -11,6 +11,7 @@ local timer = require "util.timer";
 local async = require "util.async";
 local gettime = require "util.time".now;
 local hashes = require "util.hashes";
+local generate_id = require "util.uuid".generate;
 local log = require "util.logger".init("token_sidecar");
 local have_unix, unix = pcall(require, "socket.unix");
 local host_options = module:require "token_sidecar_options"; -- generated from the daemon's table
@@ -75,16 +76,15 @@ function Client:connect()
 		return self:retry();
 	end
 	self.conn, self.buffer = ok, "";
-	self:hello(self.hosts);
+	self:hello({ hosts = self.hosts, issuers = self.issuers }, true);
 	return true;
 end
 
 -- Tries again after the backoff (which only a successful hello resets).
 function Client:retry()
 	if self.retry_timer then return; end
-	local delay = self.backoff;
+	self.retry_timer = timer.add_task(self.backoff, function () self.retry_timer = nil; self:connect(); end);
 	self.backoff = math.min(self.backoff * 2, RETRY_MAX);
-	self.retry_timer = timer.add_task(delay, function () self.retry_timer = nil; self:connect(); end);
 end
 
 -- The connection is gone (`closing` it first when it broke the protocol): everything waiting on it
@@ -168,36 +168,45 @@ function Client:call(req, timeout)
 	return checked(result, why);
 end
 
-function Client:hello(hosts)
-	self:request({ op = "hello", version = PROTOCOL_VERSION, hosts = hosts }, 10, function (reply, err)
+-- `settings`: { hosts = { [host] = options }, issuers = { [name] = issuer } }, all of them when
+-- `connecting` (then the `on_ready` callbacks run once the daemon has them), else what changed.
+function Client:hello(settings, connecting)
+	self:request({ op = "hello", version = PROTOCOL_VERSION, instance = self.instance, hosts = settings.hosts,
+		issuers = settings.issuers }, 10, function (reply, err)
 		if not (reply and reply.ok) then
 			return log("error", "token service hello failed: %s", reply and tostring(value(reply.text)) or err);
 		end
 		self.backoff = RETRY_MIN;
-		for host, why in pairs(value(reply.errors) or {}) do
-			log("error", "token service rejected the settings of %s: %s", host, why);
+		for kind, errors in pairs({ settings = value(reply.errors), ["issuer settings"] = value(reply.issuer_errors) }) do
+			for name, why in pairs(errors) do log("error", "token service rejected the %s of %s: %s", kind, name, why); end
 		end
 		for _, warning in ipairs(value(reply.warnings) or {}) do log("warn", "token service: %s", warning); end
 		log("info", "token service %s ready (hosts accepted: %s)", tostring(value(reply.daemon)),
 			table.concat(value(reply.accepted) or {}, ", "));
+		if connecting then for _, ready in pairs(self.on_ready) do ready(self); end end
 	end);
+end
+
+-- Keeps `entry` as `kind` ("hosts" or "issuers") `name`, sent in every hello; sends it now if new.
+function Client:remember(kind, name, entry)
+	local encoded = json.encode(entry);
+	if self.registered[kind .. " " .. name] == encoded then return; end
+	self.registered[kind .. " " .. name], self[kind][name] = encoded, entry;
+	if self.conn then self:hello({ [kind] = { [name] = entry } }); end
 end
 
 -- Registers (or updates) a host's token options, read from `context` (a module or module:context).
 function Client:register(host, context)
 	local options = {};
 	for _, name in ipairs(host_options) do options[name] = context:get_option(name); end
-	local encoded = json.encode(options);
-	if self.registered[host] == encoded then return; end
-	self.registered[host], self.hosts[host] = encoded, options;
-	if self.conn then self:hello({ [host] = options }); end
+	self:remember("hosts", host, options);
 end
 
 local function client_for(path)
 	local c = clients[path];
 	if c then return c; end
-	c = setmetatable({ path = path, next_id = 0, pending = {}, npending = 0, hosts = {}, registered = {},
-		backoff = RETRY_MIN, buffer = "" }, Client);
+	c = setmetatable({ path = path, next_id = 0, pending = {}, npending = 0, hosts = {}, issuers = {}, registered = {},
+		on_ready = {}, instance = generate_id(), backoff = RETRY_MIN, buffer = "" }, Client);
 	c.listeners = {
 		onincoming = function (conn, data) if conn == c.conn then c:on_data(data); end end;
 		ondisconnect = function (conn, err) if conn == c.conn then c:down(err); end end;
@@ -210,14 +219,14 @@ end
 
 -- What a module needs: the client for its `token_sidecar_socket`, its `token_sidecar_timeout`, and
 -- `host`'s options registered from `context` — read again, like every option, on config reload
--- (`on_reload`, if given, re-reads the module's own).
+-- (`on_reload(service)`, if given, re-reads the module's own).
 local function attach(host, context, on_reload)
 	local service = {};
 	local function load()
 		service.timeout = module:get_option_number("token_sidecar_timeout", 10);
 		service.client = client_for(module:get_option_string("token_sidecar_socket", DEFAULT_SOCKET));
 		if host then service.client:register(host, context); end
-		if on_reload then on_reload(); end
+		if on_reload then on_reload(service); end
 	end
 	load();
 	module:hook_global("config-reloaded", load);

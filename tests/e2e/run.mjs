@@ -11,7 +11,7 @@
 // on any failure. --keep leaves the temp dir (configs, logs) in place; it is kept anyway on failure.
 
 import { spawn, execFile, execFileSync } from 'node:child_process';
-import { createHash, createHmac, generateKeyPairSync, sign as rsaSign } from 'node:crypto';
+import { createHash, createHmac, generateKeyPairSync, sign as rsaSign, verify as cryptoVerify } from 'node:crypto';
 import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, connect as netConnect } from 'node:net';
@@ -51,7 +51,7 @@ try {
   process.exit(2);
 }
 if (args.flags.has('help')) {
-  console.log('usage: node tests/e2e/run.mjs --prosody PATH --daemon PATH --shim DIR [--filter TEXT] [--keep] [--verbose] [--xmpp-login PATH]');
+  console.log('usage: node tests/e2e/run.mjs --prosody PATH --daemon PATH --shim DIR [--filter TEXT] [--keep] [--verbose] [--xmpp-login PATH] [--api-service PATH]');
   process.exit(0);
 }
 const prosodyBin = resolve(args.prosody ?? '/usr/bin/prosody');
@@ -169,6 +169,14 @@ const serialize = (el) => (el ? Strophe.serialize(el) : '(none)');
 const SECRET = 's3cret';
 const rsaKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const rsaPublicPem = rsaKeys.publicKey.export({ type: 'spki', format: 'pem' });
+
+// Access tokens (issue 9): mod_access_token's HS256 secret on conference.meet.example.com, and
+// mod_short_lived_token's ES256 key (a PKCS#8 PEM file) on meet.example.com.
+const ACCESS_KEY = 'e2e-access-token-secret-0123456789abcdef';
+const ACCESS_RATE_LIMIT = 3; // tokens per minute per occupant
+const sltKeys = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+const SLT = { issuer: 'e2e-issuer', audience: 'file-sharing', kid: 'slt-key-1', ttl: 30 };
+const INTROSPECT_SECRET = 'e2e-introspect-secret';
 
 // A JWT. `header`/`payload` are taken as is (undefined members dropped); the signature is an
 // HMAC (HS*) with `secret`, an RSA signature (RS*) with `key`, or exactly `signature` when given.
@@ -321,9 +329,22 @@ class KeyServer {
 // Prosody config
 
 const TOKEN_HOSTS = {
-  'meet.example.com': { extraModules: ['test_identity'], component: { allowlist: ['allowed.example.com'] } },
+  'meet.example.com': {
+    extraModules: ['test_identity', 'short_lived_token', 'external_services'],
+    options: {
+      main_muc: 'conference.meet.example.com',
+      short_lived_token: () => ({ issuer: SLT.issuer, accepted_audiences: [SLT.audience], key_path: join(tmp, 'slt-key.pem'),
+        key_id: SLT.kid, ttl_seconds: SLT.ttl }),
+    },
+    component: {
+      allowlist: ['allowed.example.com'],
+      extraModules: ['access_token'],
+      options: { access_token_key: ACCESS_KEY, access_token_rate_limit: ACCESS_RATE_LIMIT },
+    },
+  },
   'empty.example.com': { options: { allow_empty_token: true } },
-  'nodv.example.com': { options: { enable_domain_verification: false } },
+  // Access tokens: mod_access_token loaded with no key, whose settings the daemon must refuse.
+  'nodv.example.com': { options: { enable_domain_verification: false }, component: { extraModules: ['access_token'] } },
   'asap.example.com': { asap: true },
   // Case 16: accepted audiences {"jitsi"} only.
   'aud.example.com': { options: { asap_accepted_audiences: ['jitsi'] } },
@@ -337,6 +358,8 @@ function lua(v) {
   if (typeof v === 'string') return JSON.stringify(v); // ASCII paths and names: JSON quoting is Lua quoting
   if (typeof v === 'boolean' || typeof v === 'number') return String(v);
   if (Array.isArray(v)) return `{ ${v.map(lua).join(', ')} }`;
+  if (typeof v === 'function') return lua(v()); // computed when the config is written (paths under tmp)
+  if (v && typeof v === 'object') return `{ ${Object.entries(v).map(([k, x]) => `${k} = ${lua(x)}`).join('; ')} }`;
   throw new Error(`no Lua form for ${v}`);
 }
 
@@ -391,9 +414,10 @@ function prosodyConfig() {
   }
   for (const [host, spec] of Object.entries(TOKEN_HOSTS)) {
     lines.push(`Component ${lua(`conference.${host}`)} "muc"`);
-    opt('modules_enabled', ['token_verification', 'test_rooms'], '  ');
+    opt('modules_enabled', ['token_verification', 'test_rooms', ...(spec.component?.extraModules ?? [])], '  ');
     opt('muc_room_locking', false, '  ');
     if (spec.component?.allowlist) opt('token_verification_allowlist', spec.component.allowlist, '  ');
+    for (const [k, v] of Object.entries(spec.component?.options ?? {})) opt(k, v, '  ');
     lines.push('');
   }
   return lines.join('\n');
@@ -441,8 +465,14 @@ async function httpGet(url) {
   return { status: res.status, body: await res.text() };
 }
 
+// The daemon's TOML file ([http]: the introspection listener), when the daemon takes it.
+let daemonConfig = null;
+let daemonConfigProblem = 'not checked';
+
 function startDaemon() {
-  daemon = spawnTracked(daemonBin, ['serve', '--socket', join(tmp, 'ts.sock')], join(tmp, 'daemon.log'));
+  const argv = ['serve', '--socket', join(tmp, 'ts.sock')];
+  if (daemonConfig) argv.push('--config', daemonConfig);
+  daemon = spawnTracked(daemonBin, argv, join(tmp, 'daemon.log'));
   return daemon;
 }
 
@@ -1228,6 +1258,339 @@ rustTest('native client (tokio-xmpp, c2s TCP): allow_empty_token host empty.exam
   expectRustJid(await rustLogin('empty.example.com'), 'empty.example.com');
 });
 
+// --- Access tokens (issue 9): mod_access_token (muc#access-token IQ) and mod_short_lived_token --
+// (XEP-0215 credentials), issued by the daemon; introspection on its HTTP listener.
+
+const ACCESS_NS = 'http://jabber.org/protocol/muc#access-token';
+const EXTDISCO = 'urn:xmpp:extdisco:2';
+const ROOM1 = MUC('room1');
+const FOCUS_MUC_JID = `${ROOM1}/focus`; // the plugin README's focusMucJid
+
+let iqSeq = 0;
+const accessIq = (to, type = 'get') => $iq({ type, to, id: `at-${++iqSeq}` }).c('query', { xmlns: ACCESS_NS });
+const credentialsIq = (...hosts) => {
+  const iq = $iq({ type: 'get', to: 'meet.example.com', id: `slt-${++iqSeq}` }).c('credentials', { xmlns: EXTDISCO });
+  for (const host of hosts) iq.c('service', { type: 'short-lived-token', host }).up();
+  return iq;
+};
+
+// Sends an IQ and resolves { reply, replies }: its first answer, and how many answers (results and
+// errors with its id) arrived by `settleMs` after the first.
+async function ask(c, builder, { settleMs = 0, timeoutMs = 5000 } = {}) {
+  const tree = builder.tree();
+  const id = tree.getAttribute('id');
+  const mine = (st) => localName(st) === 'iq' && st.getAttribute('id') === id && ['result', 'error'].includes(st.getAttribute('type'));
+  const first = c.waitFor(mine, timeoutMs, `answer to IQ ${id}`);
+  c.send(tree);
+  const reply = await first;
+  if (settleMs) await sleep(settleMs);
+  return { reply, replies: c.stanzas.filter(mine).length };
+}
+
+function iqError(st) {
+  const err = findChild(st, 'error');
+  if (st.getAttribute('type') !== 'error' || !err) return undefined;
+  const cond = elementChildren(err).find((c) => c.namespaceURI === NS.STANZAS && localName(c) !== 'text');
+  return { type: err.getAttribute('type'), condition: cond ? localName(cond) : undefined,
+    text: textOf(elementChildren(err).find((c) => localName(c) === 'text')) };
+}
+const describeIq = (st) => (iqError(st) ? `error ${JSON.stringify(iqError(st))}` : serialize(st));
+
+function expectIqError(st, type, condition) {
+  const e = iqError(st);
+  check(e && e.type === type && e.condition === condition, `expected ${type}/${condition}, got ${describeIq(st)}`);
+}
+
+// The README's browser code: $(result).find("token").attr("data").
+function tokenOf(result) {
+  check(result.getAttribute('type') === 'result', `expected a result, got ${describeIq(result)}`);
+  const el = findDeep(result, (e) => localName(e) === 'token');
+  check(el?.getAttribute('data'), `no <token data=…/> in ${serialize(result)}`);
+  return { alg: el.getAttribute('alg'), token: el.getAttribute('data') };
+}
+
+function shortLivedOf(result) {
+  check(result.getAttribute('type') === 'result', `expected a result, got ${describeIq(result)}`);
+  return findDeep(result, (e) => localName(e) === 'service' && e.getAttribute('type') === 'short-lived-token');
+}
+
+function decodeJwt(token) {
+  const [h, p, sig] = token.split('.');
+  return { header: JSON.parse(Buffer.from(h, 'base64url')), payload: JSON.parse(Buffer.from(p, 'base64url')), input: `${h}.${p}`, sig };
+}
+
+// A token signed like the short-lived ones (ES256), for the refusals of the example service.
+function es256(header, payload, key = sltKeys.privateKey) {
+  const input = `${b64u(JSON.stringify(header))}.${b64u(JSON.stringify(payload))}`;
+  return `${input}.${rsaSign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+}
+
+// A token login on meet.example.com whose URL names room1, joined to room1 as `nick`.
+async function occupant(nick, query = { room: 'room1' }) {
+  await ensureRoom(ROOM1);
+  const c = await tokenUser(T(user(nick)), { query });
+  expectJoined(await c.join(ROOM1, nick), `${nick} joining room1`);
+  return c;
+}
+
+function requireHttp() {
+  check(daemonConfig, `the daemon has no HTTP listener: ${daemonConfigProblem}`);
+}
+
+async function introspect(token, secret = INTROSPECT_SECRET) {
+  const res = await fetch(`http://127.0.0.1:${ports.api}/v1/introspect`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token }).toString(),
+    signal: AbortSignal.timeout(2000),
+  });
+  const text = await res.text();
+  let body;
+  try { body = JSON.parse(text); } catch { body = text; }
+  return { status: res.status, body };
+}
+
+// Polls introspection every 100 ms until `active` is `want`; returns ms taken, or throws after limitMs.
+async function introspectUntil(token, want, limitMs, what) {
+  const t0 = performance.now();
+  let last;
+  for (;;) {
+    try { last = await introspect(token); } catch (e) { last = { error: e.message }; }
+    if (last.body?.active === want) return ms(t0);
+    if (performance.now() - t0 > limitMs) throw new Failure(`${what}: active is not ${want} after ${limitMs} ms (last: ${JSON.stringify(last)})`);
+    await sleep(100);
+  }
+}
+
+test('access tokens: an occupant asks focusMucJid and gets <token alg="HS256" data=JWT/>; claims userJid, host, room, exp, iss, iat, jti, occupant', async () => {
+  const c = await occupant('at-claims');
+  const { reply, replies } = await ask(c, accessIq(FOCUS_MUC_JID), { settleMs: 300 });
+  const { alg, token } = tokenOf(reply);
+  check(replies === 1, `${replies} answers to one IQ`);
+  check(alg === 'HS256', `alg="${alg}"`);
+  check(reply.getAttribute('from') === FOCUS_MUC_JID && reply.getAttribute('to') === c.result.jid,
+    `result from ${reply.getAttribute('from')} to ${reply.getAttribute('to')}`);
+  const { header, payload, input, sig } = decodeJwt(token);
+  check(header.alg === 'HS256' && header.typ === 'JWT', `header ${JSON.stringify(header)}`);
+  check(createHmac('sha256', ACCESS_KEY).update(input).digest('base64url') === sig, 'signature does not verify with access_token_key');
+  check(payload.userJid === c.result.jid, `userJid ${payload.userJid}, sender ${c.result.jid}`);
+  check(payload.host === 'meet.example.com' && payload.room === 'room1', `host ${payload.host}, room ${payload.room}`);
+  check(payload.iss === 'conference.meet.example.com', `iss ${payload.iss}`);
+  check(Number.isInteger(payload.iat) && Math.abs(payload.iat - now()) <= 5 && payload.exp - payload.iat === 60,
+    `iat ${payload.iat}, exp ${payload.exp} (access_token_exp 60)`);
+  check(typeof payload.jti === 'string' && payload.jti.length >= 8, `jti ${payload.jti}`);
+  const o = payload.occupant ?? {};
+  check(o.room === ROOM1 && o.jid === c.result.jid && o.nick === 'at-claims' && o.role === 'participant' && o.affiliation === 'none',
+    `occupant ${JSON.stringify(o)}`);
+});
+
+test('access tokens: the IQ to the bare room JID gets a token as well', async () => {
+  const c = await occupant('at-bare');
+  const { reply } = await ask(c, accessIq(ROOM1));
+  const { payload } = decodeJwt(tokenOf(reply).token);
+  check(payload.room === 'room1' && payload.occupant?.jid === c.result.jid, `payload ${JSON.stringify(payload)}`);
+});
+
+test('difference 4: access tokens only for occupants: a non-occupant gets exactly one <forbidden/> (auth); a room that does not exist → <item-not-found/>', async () => {
+  await ensureRoom(ROOM1);
+  const c = await tokenUser(T(user('at-outsider')), { query: { room: 'room1' } });
+  const a = await ask(c, accessIq(FOCUS_MUC_JID), { settleMs: 500 });
+  expectIqError(a.reply, 'auth', 'forbidden');
+  check(a.replies === 1, `${a.replies} answers to one IQ`);
+  const b = await ask(c, accessIq(ROOM1), { settleMs: 300 });
+  expectIqError(b.reply, 'auth', 'forbidden');
+  check(b.replies === 1, `bare room JID: ${b.replies} answers to one IQ`);
+  const d = await ask(c, accessIq(`${MUC('nosuchroom-at')}/focus`), { settleMs: 300 });
+  expectIqError(d.reply, 'cancel', 'item-not-found');
+  check(d.replies === 1, `nonexistent room: ${d.replies} answers to one IQ`);
+});
+
+test('access tokens: type set with the same payload goes to mod_muc untouched (routed to the occupant, or its own error), never a token', async () => {
+  const c = await occupant('at-set');
+  const seenByFocus = focus.stanzas.length;
+  const toFocus = accessIq(FOCUS_MUC_JID, 'set');
+  const id = toFocus.tree().getAttribute('id');
+  c.send(toFocus.tree());
+  const routed = await focus.waitFor((st) => localName(st) === 'iq' && st.getAttribute('type') === 'set'
+    && st.getAttribute('from') === `${ROOM1}/at-set` && focus.stanzas.indexOf(st) >= seenByFocus, 3000, 'the set IQ routed to focus');
+  check(findChild(routed, 'query', ACCESS_NS), `focus got ${serialize(routed)}`);
+  await sleep(300);
+  const answers = c.stanzas.filter((st) => st.getAttribute('id') === id && localName(st) === 'iq');
+  check(!answers.some((st) => findDeep(st, (e) => localName(e) === 'token')), `the sender got a token: ${answers.map(serialize).join(' ')}`);
+  const { reply } = await ask(c, accessIq(`${ROOM1}/nobody-here`, 'set'));
+  const e = iqError(reply);
+  check(e?.condition === 'item-not-found' && e.text === 'Recipient not in room', `set to an absent nick: ${describeIq(reply)} (mod_muc says "Recipient not in room")`);
+});
+
+test(`access tokens: per-occupant rate limit (access_token_rate_limit = ${ACCESS_RATE_LIMIT}): request ${ACCESS_RATE_LIMIT + 1} in a row → wait/resource-constraint`, async () => {
+  const c = await occupant('at-rate');
+  for (let i = 1; i <= ACCESS_RATE_LIMIT; i++) tokenOf((await ask(c, accessIq(FOCUS_MUC_JID))).reply);
+  const { reply, replies } = await ask(c, accessIq(FOCUS_MUC_JID), { settleMs: 300 });
+  expectIqError(reply, 'wait', 'resource-constraint');
+  check(replies === 1, `${replies} answers to one IQ`);
+});
+
+test('difference 13: access tokens: mod_short_lived_token runs on this Prosody (0.12 too): an occupant (?room=room1, joined) gets <service type="short-lived-token" host="file-sharing" username="token" password=JWT …/>', async () => {
+  const c = await occupant('slt-occupant');
+  const { reply, replies } = await ask(c, credentialsIq(SLT.audience), { settleMs: 300 });
+  check(replies === 1, `${replies} answers to one IQ`);
+  const srv = shortLivedOf(reply);
+  check(srv, `no short-lived-token service in ${serialize(reply)}`);
+  const attr = (n) => srv.getAttribute(n);
+  check(attr('host') === SLT.audience && attr('username') === 'token' && attr('transport') === 'https' && attr('port') === '443'
+    && ['1', 'true'].includes(attr('restricted')), `service ${serialize(srv)}`);
+  const expires = Date.parse(attr('expires')) / 1000;
+  check(Math.abs(expires - (now() + SLT.ttl)) <= 5, `expires ${attr('expires')} (ttl ${SLT.ttl} s)`);
+  const { header, payload, input, sig } = decodeJwt(attr('password'));
+  check(header.alg === 'ES256' && header.kid === SLT.kid, `header ${JSON.stringify(header)}`);
+  check(cryptoVerify('sha256', Buffer.from(input), { key: sltKeys.publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(sig, 'base64url')),
+    'signature does not verify with the short_lived_token key');
+  check(payload.iss === SLT.issuer && payload.aud === SLT.audience && payload.sub === 'meet.example.com' && payload.room === 'room1',
+    `iss ${payload.iss}, aud ${payload.aud}, sub ${payload.sub}, room ${payload.room}`);
+  check(payload.exp - payload.nbf === SLT.ttl, `nbf ${payload.nbf}, exp ${payload.exp}`);
+  check(payload.context?.user?.id === 'slt-occupant', `context ${JSON.stringify(payload.context)}`);
+  check(payload.occupant?.room === ROOM1 && payload.occupant?.jid === c.result.jid, `occupant ${JSON.stringify(payload.occupant)}`);
+});
+
+test('difference 12: access tokens: short-lived, a non-occupant gets exactly one cancel/not-allowed; so does a session without ?room=', async () => {
+  await ensureRoom(ROOM1);
+  for (const [who, query] of [['slt-outsider', { room: 'room1' }], ['slt-roomless', {}]]) {
+    const c = await tokenUser(T(user(who)), { query });
+    const { reply, replies } = await ask(c, credentialsIq(SLT.audience), { settleMs: 500 });
+    expectIqError(reply, 'cancel', 'not-allowed');
+    check(replies === 1, `${who}: ${replies} answers to one IQ (Jitsi's module sends two)`);
+  }
+});
+
+test('access tokens: short-lived: a service host not in accepted_audiences is left to mod_external_services (a result, no token)', async () => {
+  const c = await occupant('slt-other-aud');
+  const { reply, replies } = await ask(c, credentialsIq('not-accepted'), { settleMs: 300 });
+  check(replies === 1, `${replies} answers to one IQ`);
+  check(reply.getAttribute('type') === 'result', `expected mod_external_services's result, got ${describeIq(reply)}`);
+  const creds = findDeep(reply, (e) => localName(e) === 'credentials');
+  check(creds && elementChildren(creds).length === 0, `credentials ${serialize(creds)}`);
+});
+
+test('access tokens: introspection: active while the holder is in the room, inactive within 1 s of leaving; a wrong secret never sees active', async () => {
+  requireHttp();
+  const c = await occupant('at-intro');
+  const { token } = tokenOf((await ask(c, accessIq(FOCUS_MUC_JID))).reply);
+  const live = await introspect(token);
+  check(live.status === 200 && live.body?.active === true, `introspection while in the room: ${live.status} ${JSON.stringify(live.body)}`);
+  check(live.body.userJid === c.result.jid && live.body.occupant?.room === ROOM1, `claims ${JSON.stringify(live.body)}`);
+  const wrong = await introspect(token, 'not-the-secret');
+  check(wrong.body?.active !== true, `wrong secret: ${wrong.status} ${JSON.stringify(wrong.body)}`);
+  await leave(c, ROOM1, 'at-intro');
+  const took = await introspectUntil(token, false, 1000, 'after leaving');
+  note(`introspection: inactive ${took} ms after the leave was acknowledged`);
+});
+
+test('access tokens: after a daemon restart, an occupant who joined before it is still active (the shim re-sends the occupancy)', async () => {
+  requireHttp();
+  const c = await occupant('at-restart');
+  const { token } = tokenOf((await ask(c, accessIq(FOCUS_MUC_JID))).reply);
+  check((await introspect(token)).body?.active === true, 'not active before the restart');
+  const gone = await occupant('at-gone-before-restart');
+  const goneToken = tokenOf((await ask(gone, accessIq(FOCUS_MUC_JID))).reply).token;
+  await leave(gone, ROOM1, 'at-gone-before-restart');
+  process.kill(daemon.pid, 'SIGKILL');
+  await new Promise((r) => (daemon.exited ? r() : daemon.proc.once('exit', r)));
+  startDaemon();
+  const took = await introspectUntil(token, true, 5000, 'after the restart');
+  note(`daemon restart: the occupant's token active again ${took} ms after the daemon was spawned`);
+  check((await introspect(goneToken)).body?.active === false, 'a holder who left before the restart is active after it');
+}, { timeoutMs: 30000 });
+
+test('access tokens: one user in two sessions under one nick: when one session leaves its token goes inactive, the other stays active', async () => {
+  requireHttp();
+  await ensureRoom(ROOM1);
+  const sessions = [];
+  for (const resource of ['a', 'b']) {
+    const c = await login({ jid: `recorder@recorder.meet.example.com/at-multi-${resource}`, password: RECORDER_PASSWORD,
+      domain: 'recorder.meet.example.com', plain: true });
+    expectLoginOk(c, `recorder session ${resource}`);
+    expectJoined(await c.join(ROOM1, 'at-multi'), `session ${resource} joining room1 as at-multi`);
+    sessions.push(c);
+  }
+  const [a, b] = sessions;
+  const tokenA = tokenOf((await ask(a, accessIq(FOCUS_MUC_JID))).reply).token;
+  const tokenB = tokenOf((await ask(b, accessIq(FOCUS_MUC_JID))).reply).token;
+  check((await introspect(tokenA)).body?.active === true && (await introspect(tokenB)).body?.active === true, 'both sessions active');
+  await leave(a, ROOM1, 'at-multi');
+  await introspectUntil(tokenA, false, 1000, 'the session that left');
+  check((await introspect(tokenB)).body?.active === true, 'the session still in the room is no longer active');
+  await leave(b, ROOM1, 'at-multi');
+  await introspectUntil(tokenB, false, 1000, 'the last session, after it left');
+});
+
+test('access tokens: mod_access_token without a key (conference.nodv.example.com): settings refused, the option named in the log; requests get cancel/service-unavailable, never a token', async () => {
+  const room = MUC('room1', 'nodv.example.com');
+  await ensureRoom(room);
+  const c = await tokenUser(T(user('at-nokey'), { sub: 'nodv.example.com' }), { domain: 'nodv.example.com' });
+  expectJoined(await c.join(room, 'at-nokey'), 'joining room1 on nodv');
+  const { reply, replies } = await ask(c, accessIq(`${room}/focus`), { settleMs: 300 });
+  expectIqError(reply, 'cancel', 'service-unavailable');
+  check(replies === 1, `${replies} answers to one IQ`);
+  const log = readFileSync(join(tmp, 'prosody.log'), 'utf8').split('\n')
+    .filter((l) => l.includes('conference.nodv.example.com') && /\terror\t/.test(l));
+  check(log.some((l) => l.includes('access_token_key')), `no error naming access_token_key in Prosody's log: ${log.join(' | ')}`);
+});
+
+const apiServiceBin = resolve(args['api-service'] ?? [join(dirname(daemonBin), 'examples/api_service'),
+  join(repo, 'target/debug/examples/api_service')].find((p) => existsSync(p)) ?? join(dirname(daemonBin), 'examples/api_service'));
+
+const apiServiceCase = 'access tokens: the example API service: an occupant with a short-lived ES256 token → 200; after leaving → 403; garbage, expired, other-key and HS256 tokens → 401';
+if (!existsSync(apiServiceBin)) test(`${apiServiceCase} # skipped: ${apiServiceBin} not built (cargo build --examples)`, async () => {});
+else test(apiServiceCase, async () => {
+  requireHttp();
+  const port = await freePort();
+  const api = spawnTracked(apiServiceBin, ['--listen', `127.0.0.1:${port}`,
+    '--jwks', `http://127.0.0.1:${ports.api}/.well-known/jwks.json`, '--introspect', `http://127.0.0.1:${ports.api}/v1/introspect`,
+    '--introspect-secret-file', join(tmp, 'introspect-secret')], join(tmp, 'api-service.log'));
+  try {
+    await waitForTcp(port, 10000, () => !api.exited);
+    const whoami = async (token) => (await fetch(`http://127.0.0.1:${port}/whoami`,
+      { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(3000) })).status;
+    const c = await occupant('api-user');
+    const srv = shortLivedOf((await ask(c, credentialsIq(SLT.audience))).reply);
+    check(srv, 'no short-lived token');
+    const token = srv.getAttribute('password');
+    check(await whoami(token) === 200, `current participant: /whoami answered ${await whoami(token)}`);
+    const { header, payload } = decodeJwt(token);
+    const expired = es256(header, { ...payload, nbf: now() - 120, exp: now() - 60 });
+    const otherKey = es256(header, payload, generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
+    const hs = tokenOf((await ask(c, accessIq(FOCUS_MUC_JID))).reply).token;
+    for (const [what, t] of [['garbage', 'not.a.token'], ['expired', expired], ['signed by another key', otherKey], ['HS256 (contrib) token', hs]]) {
+      const status = await whoami(t);
+      check(status === 401, `${what}: /whoami answered ${status}, expected 401`);
+    }
+    await leave(c, ROOM1, 'api-user');
+    let status;
+    for (let i = 0; i < 15 && (status = await whoami(token)) !== 403; i++) await sleep(100);
+    check(status === 403, `after leaving: /whoami answered ${status}, expected 403`);
+  } finally {
+    await stopTracked(api);
+  }
+}, { timeoutMs: 30000 });
+
+test('access tokens: the daemon down → wait/service-unavailable, one reply (both doors); back once it restarts', async () => {
+  const c = await occupant('at-down');
+  process.kill(daemon.pid, 'SIGKILL');
+  await new Promise((r) => (daemon.exited ? r() : daemon.proc.once('exit', r)));
+  try {
+    for (const [door, iq] of [['muc#access-token', accessIq(FOCUS_MUC_JID)], ['short-lived', credentialsIq(SLT.audience)]]) {
+      const { reply, replies } = await ask(c, iq, { settleMs: 500 });
+      expectIqError(reply, 'wait', 'service-unavailable');
+      check(iqError(reply).text === 'token service unavailable', `${door}: text "${iqError(reply).text}"`);
+      check(replies === 1, `${door}: ${replies} answers to one IQ`);
+    }
+  } finally {
+    startDaemon();
+  }
+  note(`access tokens, daemon down: token logins back ${await timeToRecovery(performance.now(), 5000, 'after-at-down')} ms after the restart`);
+  tokenOf((await ask(c, accessIq(FOCUS_MUC_JID))).reply);
+}, { timeoutMs: 30000 });
+
 // --- Load and daemon failures ----------------------------------------------------------------
 
 test('load: 200 concurrent token logins over WebSocket all succeed', async () => {
@@ -1448,17 +1811,28 @@ async function main() {
   tmp = mkdtempSync(join(tmpdir(), 'ts-e2e-'));
   mkdirSync(join(tmp, 'certs'));
   mkdirSync(join(tmp, 'data'));
-  ports = { http: await freePort(), c2s: await freePort() };
+  ports = { http: await freePort(), c2s: await freePort(), api: await freePort() };
   keyServer = new KeyServer();
   await keyServer.start();
   writeFileSync(join(tmp, 'prosody.cfg.lua'), prosodyConfig());
   writeFileSync(join(tmp, 'public-key.pem'), rsaPublicPem);
+  writeFileSync(join(tmp, 'slt-key.pem'), sltKeys.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(join(tmp, 'introspect-secret'), INTROSPECT_SECRET);
+  const toml = join(tmp, 'daemon.toml');
+  writeFileSync(toml, `[http]\nlisten = "127.0.0.1:${ports.api}"\nintrospect_secret = "${INTROSPECT_SECRET}"\n`);
+  try {
+    execFileSync(daemonBin, ['serve', '--config', toml, '--check-config'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30000 });
+    daemonConfig = toml;
+  } catch (e) {
+    daemonConfigProblem = `${daemonBin} serve --config ${toml} --check-config failed: ${`${e.stderr ?? ''}`.trim() || e.message}`;
+    console.log(`# ${daemonConfigProblem}; the daemon runs without it (no HTTP listener)`);
+  }
 
   let version = '(unknown)';
   try { version = prosodyctl('about').split('\n')[0]; } catch (e) { version = `(prosodyctl about failed: ${e.message})`; }
   console.log(`# prosody: ${version} (${prosodyBin})`);
   console.log(`# daemon: ${daemonBin}; shim: ${shimDir}; temp dir: ${tmp}`);
-  console.log(`# ports: http ${ports.http}, c2s ${ports.c2s}, key server ${keyServer.port}`);
+  console.log(`# ports: http ${ports.http}, c2s ${ports.c2s}, key server ${keyServer.port}, daemon http ${ports.api}`);
 
   prosodyctl('register', 'focus', 'auth.meet.example.com', FOCUS_PASSWORD);
   prosodyctl('register', 'recorder', 'recorder.meet.example.com', RECORDER_PASSWORD);

@@ -363,4 +363,20 @@ fn a_toml_issuer_without_a_key_stops_the_start() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("access_token_key"), "{err}");
+    // A typo is refused too, naming the option.
+    std::fs::write(
+        &config,
+        format!(
+            "[issuers.\"{MUC}\"]\nmodule = \"access_token\"\naccess_token_key = \"{KEY}\"\naccess_token_expiry = 30\n"
+        ),
+    )
+    .expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_token-sidecar"))
+        .args(["serve", "--check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown option `access_token_expiry`"), "{err}");
 }

@@ -78,7 +78,7 @@ fn unverified_issuer(token: &str) -> Option<String> {
 fn verified(issuers: &[Arc<Issuer>], token: &str, now: i64) -> Result<Map<String, Value>, Inactive> {
     let iss = unverified_issuer(token).ok_or(Inactive::NoIssuer)?;
     let mut last = None;
-    for issuer in issuers.iter().filter(|i| i.settings().issuer == iss) {
+    for issuer in issuers.iter().filter(|i| i.policy().issuer == iss) {
         match issuer.verify(token, now) {
             Ok(claims) => return Ok(claims),
             Err(e) => last = Some(e),

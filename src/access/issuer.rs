@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::settings::{IssuerKey, IssuerModule, IssuerProblem, IssuerSettings};
+use super::settings::{IssuerKey, IssuerModule, IssuerPolicy, IssuerProblem, IssuerSettings, PreviousKey};
 use super::stanza::{self, Ask, Credential, ErrorKind, StanzaProblem};
 use super::verify::{AccessRefusal, AccessVerifier};
 use crate::keys::{PublicJwk, SigningKey, VerifyingKey};
@@ -23,6 +23,16 @@ pub enum Door {
     Muc,
     /// XEP-0215 `short-lived-token` credentials, on the VirtualHost.
     Extdisco,
+}
+
+impl Door {
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Door::Muc => "muc",
+            Door::Extdisco => "extdisco",
+        }
+    }
 }
 
 /// What Prosody alone knows about the sender, sent by the shim with the stanza.
@@ -137,7 +147,7 @@ pub enum IssueError {
         stanza: String,
     },
     /// The request came through a door this issuer does not have.
-    #[error("issuer {issuer} ({module}) has no {door:?} door")]
+    #[error("issuer {issuer} ({module}) has no {} door", door.name())]
     WrongDoor {
         /// The issuer.
         issuer: String,
@@ -153,7 +163,7 @@ pub enum IssueError {
 
 /// An issuer ready to sign.
 pub struct Issuer {
-    settings: IssuerSettings,
+    settings: IssuerPolicy,
     minter: Minter,
     alg_name: String,
     /// Verify its tokens: one verifier for HMAC keys, one for public keys (a rotation from one
@@ -171,18 +181,20 @@ impl std::fmt::Debug for Issuer {
 }
 
 impl Issuer {
-    /// Parses the keys once: the first signs; all verify and the asymmetric ones are published.
-    pub fn new(mut settings: IssuerSettings) -> Result<Issuer, IssuerProblem> {
-        if settings.keys.is_empty() {
-            return Err(IssuerProblem::NoKey("a signing key"));
-        }
-        let (verifiers, jwks) = publish(&settings.keys)?;
-        let first = settings.keys.remove(0);
-        let alg_name = format!("{:?}", first.alg);
-        let minter = Minter::new(first.key, first.alg, first.kid.clone())?;
-        let limiter = RateLimiter::new(settings.rate_per_minute);
+    /// Takes the keys, parsed once: the signing key signs; it and the previous keys verify, and
+    /// the asymmetric ones are published.
+    pub fn new(settings: IssuerSettings) -> Result<Issuer, IssuerProblem> {
+        let IssuerSettings {
+            signing,
+            previous,
+            policy,
+        } = settings;
+        let (verifiers, jwks) = publish(&signing, &previous)?;
+        let alg_name = format!("{:?}", signing.alg);
+        let minter = Minter::new(signing.key, signing.alg, signing.kid)?;
+        let limiter = RateLimiter::new(policy.rate_per_minute);
         Ok(Issuer {
-            settings,
+            settings: policy,
             minter,
             alg_name,
             verifiers,
@@ -191,8 +203,8 @@ impl Issuer {
         })
     }
 
-    /// The settings (the signing key moved into the minter).
-    pub fn settings(&self) -> &IssuerSettings {
+    /// What it puts in tokens and who may get them.
+    pub fn policy(&self) -> &IssuerPolicy {
         &self.settings
     }
 
@@ -444,29 +456,33 @@ fn new_jti() -> String {
 }
 
 /// The verifiers and public JWKs of an issuer's keys.
-fn publish(keys: &[IssuerKey]) -> Result<(Vec<AccessVerifier>, Vec<Value>), IssuerProblem> {
+fn publish(signing: &IssuerKey, previous: &[PreviousKey]) -> Result<(Vec<AccessVerifier>, Vec<Value>), IssuerProblem> {
+    let failed = |e: &dyn std::fmt::Display| IssuerProblem::Publish(e.to_string());
     let mut secrets = Vec::new();
     let mut public = Vec::new();
     let mut jwks = Vec::new();
-    for k in keys {
-        match &k.key {
-            SigningKey::Hmac(secret) => secrets.push((k.kid.clone(), k.alg, VerifyingKey::hmac(secret))),
-            asymmetric => {
-                let kid = k.kid.clone().unwrap_or_default();
-                let jwk = PublicJwk::from_signing_key(asymmetric, &kid, k.alg)
-                    .map_err(|e| IssuerProblem::Publish(e.to_string()))?;
-                let spki = asymmetric.public_key_der().unwrap_or_default();
-                let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki));
-                let key = VerifyingKey::from_pem(pem.as_bytes()).map_err(|e| IssuerProblem::Publish(e.to_string()))?;
-                public.push((k.kid.clone(), k.alg, key));
-                jwks.push(jwk.to_value());
-            }
+    let mut add_public = |kid: &str, alg, spki: &[u8]| -> Result<(), IssuerProblem> {
+        let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.to_vec()));
+        let key = VerifyingKey::from_pem(pem.as_bytes()).map_err(|e| failed(&e))?;
+        let jwk = PublicJwk::from_spki_der(spki, kid, alg).map_err(|e| failed(&e))?;
+        public.push((Some(kid.to_owned()), alg, key));
+        jwks.push(jwk.to_value());
+        Ok(())
+    };
+    match &signing.key {
+        SigningKey::Hmac(secret) => secrets.push((signing.kid.clone(), signing.alg, VerifyingKey::hmac(secret))),
+        asymmetric => {
+            let spki = asymmetric.public_key_der().unwrap_or_default();
+            add_public(signing.kid.as_deref().unwrap_or_default(), signing.alg, &spki)?;
         }
+    }
+    for k in previous {
+        add_public(&k.kid, k.alg, &k.spki)?;
     }
     let mut verifiers = Vec::new();
     for group in [secrets, public] {
         if !group.is_empty() {
-            verifiers.push(AccessVerifier::from_keys(group).map_err(|e| IssuerProblem::Publish(e.to_string()))?);
+            verifiers.push(AccessVerifier::from_keys(group).map_err(|e| failed(&e))?);
         }
     }
     Ok((verifiers, jwks))
@@ -514,6 +530,7 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    use jsonwebtoken::Algorithm;
     use serde_json::json;
 
     use super::*;
@@ -581,6 +598,36 @@ mod tests {
                    "nick": "abcd", "role": "moderator", "affiliation": "owner"})
         );
         assert!(stanza.contains("alg='HS256'"));
+    }
+
+    #[test]
+    fn a_previous_key_verifies_and_is_published_from_its_public_pem_alone() {
+        use crate::keys::generate;
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (generate(Algorithm::EdDSA).unwrap(), generate(Algorithm::ES256).unwrap());
+        let (old_pub, new_key) = (dir.path().join("old.pub.pem"), dir.path().join("new.pem"));
+        std::fs::write(&old_pub, old.public_pem()).unwrap();
+        std::fs::write(&new_key, new.private_pem()).unwrap();
+        let entry = json!({"module": "access_token", "options": {
+            "access_token_key_file": new_key, "access_token_alg": "ES256", "access_token_key_id": "new",
+            "access_token_previous_keys": [{"key_file": old_pub, "key_id": "old"}]}});
+        let issuer = Issuer::new(read_issuer("c.example", entry.as_object().unwrap()).unwrap()).unwrap();
+        let kids: Vec<&str> = issuer.jwks().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        assert_eq!(kids, ["new", "old"]);
+        let old_signer = SigningKey::from_pem(old.private_pem().as_bytes()).unwrap();
+        let claims = json!({"iss": "c.example", "exp": 2000, "iat": 1000});
+        let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": "old"});
+        let token = crate::token::encode(&header, &claims, &old_signer, Algorithm::EdDSA).unwrap();
+        assert!(issuer.verify(&token, 1500).is_ok());
+        assert!(issuer.verify(&token, 2000).is_err());
+        let hs = crate::token::encode(
+            &json!({"alg": "HS256"}),
+            &claims,
+            &SigningKey::hmac(SECRET.as_bytes()),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        assert!(issuer.verify(&hs, 1500).is_err(), "an HS token against public keys");
     }
 
     #[test]

@@ -20,4 +20,4 @@ pub mod verify;
 
 pub use issuer::{Door, IssueError, IssueRequest, Issued, Issuer, OccupantInfo, SessionInfo};
 pub use occupancy::{MemoryStore, OccupancyCounts, OccupancyStore, Occupant, Reporter, StoreError};
-pub use settings::{IssuerModule, IssuerProblem, IssuerSettings, read_issuer};
+pub use settings::{IssuerKey, IssuerModule, IssuerPolicy, IssuerProblem, IssuerSettings, PreviousKey, read_issuer};

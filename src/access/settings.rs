@@ -81,7 +81,7 @@ pub enum IssuerProblem {
     },
     /// No key: we never sign with a default one.
     #[error(
-        "no signing key: set `{0}` (access tokens are never signed with a built-in default key; see docs/MIGRATING.md)"
+        "no signing key: set {0} (access tokens are never signed with a built-in default key; see docs/MIGRATING.md)"
     )]
     NoKey(&'static str),
     /// jitsi-contrib's published default key.
@@ -123,9 +123,17 @@ pub enum IssuerProblem {
         /// What it was.
         found: String,
     },
-    /// A previous (verify-only) key that is an HMAC secret: it cannot be published.
-    #[error("`{0}`: previous keys must be asymmetric (RSA, EC or Ed25519) private keys")]
-    PreviousHmac(String),
+    /// A previous (verify-only) key that is not an asymmetric key in PEM.
+    #[error("`{option}`: a previous key must be an RSA, EC or Ed25519 key in PEM (public or private): {detail}")]
+    PreviousKey {
+        /// The option naming the file.
+        option: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// An option the module does not read (a typo, most likely).
+    #[error("unknown option `{0}`")]
+    UnknownOption(String),
     /// The first key cannot sign (not expected: the reader checks each key against its algorithm).
     #[error("the signing key: {0}")]
     Signer(#[from] crate::token::MintError),
@@ -142,7 +150,7 @@ pub enum IssuerProblem {
     },
 }
 
-/// One key: the first of an issuer's keys signs, the others only verify (and are published).
+/// The key an issuer signs with.
 pub struct IssuerKey {
     /// The `kid` header of tokens it signs; always set for asymmetric keys.
     pub kid: Option<String>,
@@ -162,17 +170,38 @@ impl fmt::Debug for IssuerKey {
     }
 }
 
-/// An issuer's settings, keys parsed.
+/// A key that only verifies: a previous signing key, kept so that tokens it signed stay valid and
+/// its public half stays in the JWKS. Its private half is not needed.
+#[derive(Debug, Clone)]
+pub struct PreviousKey {
+    /// Its `kid`.
+    pub kid: String,
+    /// The algorithm it signed with.
+    pub alg: Algorithm,
+    /// Its public key, SPKI DER.
+    pub spki: Vec<u8>,
+}
+
+/// An issuer's settings: its keys, parsed, and what it puts in tokens and who may get them.
 #[derive(Debug)]
 pub struct IssuerSettings {
+    /// The key tokens are signed with.
+    pub signing: IssuerKey,
+    /// Keys that only verify (earlier signing keys, during a rotation).
+    pub previous: Vec<PreviousKey>,
+    /// Everything else.
+    pub policy: IssuerPolicy,
+}
+
+/// What an issuer puts in tokens and who may get them.
+#[derive(Debug, Clone)]
+pub struct IssuerPolicy {
     /// The Prosody host the module is loaded on (the MUC component, or the VirtualHost).
     pub name: String,
     /// Which module.
     pub module: IssuerModule,
     /// `iss` of its tokens: the MUC host (contrib), or `short_lived_token.issuer`.
     pub issuer: String,
-    /// The signing key first, then verify-only keys.
-    pub keys: Vec<IssuerKey>,
     /// Lifetime of a token, seconds.
     pub ttl: u64,
     /// contrib: `access_token_audience`, the `aud` claim.
@@ -190,8 +219,8 @@ pub struct IssuerSettings {
 pub fn read_issuer(name: &str, entry: &Map<String, Value>) -> Result<IssuerSettings, IssuerProblem> {
     let module = match entry.get("module") {
         Some(Value::String(m)) => IssuerModule::parse(m).ok_or_else(|| IssuerProblem::UnknownModule(m.clone()))?,
+        None | Some(Value::Null) => return Err(IssuerProblem::Missing("module")),
         Some(other) => return Err(wrong("module", "a string", other)),
-        None => return Err(IssuerProblem::Missing("module")),
     };
     let empty = Map::new();
     let options = match entry.get("options") {
@@ -211,6 +240,63 @@ pub fn read_issuer(name: &str, entry: &Map<String, Value>) -> Result<IssuerSetti
         IssuerModule::AccessToken => reader.access_token(name, options),
         IssuerModule::ShortLivedToken => reader.short_lived_token(name, options),
     }
+}
+
+/// The options `mod_access_token` reads.
+pub const ACCESS_TOKEN_OPTIONS: &[&str] = &[
+    "access_token_key",
+    "access_token_key_file",
+    "access_token_alg",
+    "access_token_exp",
+    "access_token_key_id",
+    "access_token_audience",
+    "access_token_previous_keys",
+    "access_token_rate_limit",
+];
+
+/// The options `mod_short_lived_token` reads.
+pub const SHORT_LIVED_TOKEN_OPTIONS: &[&str] = &["short_lived_token", "main_muc", "region_name"];
+
+/// The fields of its `short_lived_token` table.
+pub const SHORT_LIVED_TOKEN_FIELDS: &[&str] = &[
+    "issuer",
+    "accepted_audiences",
+    "key_path",
+    "key_id",
+    "ttl_seconds",
+    "previous_keys",
+    "rate_limit",
+];
+
+/// The options of an issuer entry that its module does not read (typos, most likely), as
+/// messages name them (`short_lived_token.ttl` for a field of the table).
+pub fn unknown_issuer_options(entry: &Map<String, Value>) -> Vec<String> {
+    let Some(Value::Object(options)) = entry.get("options") else {
+        return Vec::new();
+    };
+    let known = match entry
+        .get("module")
+        .and_then(Value::as_str)
+        .and_then(IssuerModule::parse)
+    {
+        Some(IssuerModule::AccessToken) => ACCESS_TOKEN_OPTIONS,
+        Some(IssuerModule::ShortLivedToken) => SHORT_LIVED_TOKEN_OPTIONS,
+        None => return Vec::new(),
+    };
+    let mut unknown: Vec<String> = options
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    if let Some(Value::Object(table)) = options.get("short_lived_token") {
+        unknown.extend(
+            table
+                .keys()
+                .filter(|k| !SHORT_LIVED_TOKEN_FIELDS.contains(&k.as_str()))
+                .map(|k| format!("short_lived_token.{k}")),
+        );
+    }
+    unknown
 }
 
 struct Reader<'a> {
@@ -233,27 +319,32 @@ impl Reader<'_> {
             Some(path) => ("access_token_key_file", self.read("access_token_key_file", path)?),
             None => match string(o, "access_token_key")? {
                 Some(key) => ("access_token_key", key.to_owned()),
-                None => return Err(IssuerProblem::NoKey("access_token_key or access_token_key_file")),
+                None => return Err(IssuerProblem::NoKey("`access_token_key` or `access_token_key_file`")),
             },
         };
         if text == CONTRIB_DEFAULT_KEY {
             return Err(IssuerProblem::DefaultKey(option));
         }
         let kid = key_id(o, "access_token_key_id")?;
-        let mut keys = vec![signing_key(option, text.as_bytes(), alg, kid)?];
-        if let Some(list) = o.get("access_token_previous_keys") {
-            keys.extend(self.previous_keys("access_token_previous_keys", list, "key_file")?);
-        }
-        Ok(IssuerSettings {
+        let signing = signing_key(option, text.as_bytes(), alg, kid)?;
+        let previous = match o.get("access_token_previous_keys") {
+            Some(list) => self.previous_keys("access_token_previous_keys", list, "key_file")?,
+            None => Vec::new(),
+        };
+        let policy = IssuerPolicy {
             name: name.to_owned(),
             module: IssuerModule::AccessToken,
             issuer: name.to_owned(),
-            keys,
             ttl: count(o, "access_token_exp", 1, 86_400)?.unwrap_or(60),
             audience: string(o, "access_token_audience")?.map(str::to_owned),
             accepted_audiences: Vec::new(),
             region: None,
             rate_per_minute: rate(o, "access_token_rate_limit")?,
+        };
+        Ok(IssuerSettings {
+            signing,
+            previous,
+            policy,
         })
     }
 
@@ -295,29 +386,35 @@ impl Reader<'_> {
         })?;
         // Jitsi's signs RS256 only; an EC or Ed25519 key signs its own algorithm.
         let alg = key.pick_algorithm(&[Algorithm::RS256]);
-        let mut keys = vec![IssuerKey {
+        let signing = IssuerKey {
             kid: Some(key_id),
             alg,
             key,
-        }];
-        if let Some(list) = table.get("previous_keys") {
-            keys.extend(self.previous_keys(&field("previous_keys"), list, "key_path")?);
-        }
-        Ok(IssuerSettings {
+        };
+        let previous = match table.get("previous_keys") {
+            Some(list) => self.previous_keys(&field("previous_keys"), list, "key_path")?,
+            None => Vec::new(),
+        };
+        let policy = IssuerPolicy {
             name: name.to_owned(),
             module: IssuerModule::ShortLivedToken,
             issuer,
-            keys,
             ttl,
             audience: None,
             accepted_audiences,
             region: string(o, "region_name")?.map(str::to_owned),
             rate_per_minute: rate(table, "rate_limit").map_err(|e| prefixed(e, "short_lived_token."))?,
+        };
+        Ok(IssuerSettings {
+            signing,
+            previous,
+            policy,
         })
     }
 
-    /// `{ { <path_field> = "…", key_id = "…" }, … }`: verify-only asymmetric keys.
-    fn previous_keys(&self, option: &str, list: &Value, path_field: &str) -> Result<Vec<IssuerKey>, IssuerProblem> {
+    /// `{ { <path_field> = "…", key_id = "…" }, … }`: verify-only asymmetric keys, from public or
+    /// private PEM files.
+    fn previous_keys(&self, option: &str, list: &Value, path_field: &str) -> Result<Vec<PreviousKey>, IssuerProblem> {
         let items: &[Value] = match list {
             Value::Array(items) => items,
             Value::Object(o) if o.is_empty() => &[], // Prosody's JSON writes an empty table as {}
@@ -330,32 +427,21 @@ impl Reader<'_> {
             let Value::Object(item) = item else {
                 return Err(wrong(&at, "a table", item));
             };
-            let path = string_in(item, &format!("{at}.{path_field}"), path_field)?
-                .ok_or_else(|| IssuerProblem::KeyFile {
-                    option: format!("{at}.{path_field}"),
-                    path: String::new(),
-                    error: "missing".into(),
-                })?
-                .to_owned();
-            let kid = string_in(item, &format!("{at}.key_id"), "key_id")?.map(str::to_owned);
-            let pem = self.read(&format!("{at}.{path_field}"), &path)?;
-            let key = SigningKey::from_pem(pem.as_bytes()).map_err(|source| IssuerProblem::BadKey {
-                option: format!("{at}.{path_field}"),
-                source,
+            let file_option = format!("{at}.{path_field}");
+            let path = string_in(item, &file_option, path_field)?.ok_or_else(|| IssuerProblem::PreviousKey {
+                option: file_option.clone(),
+                detail: "no file given".into(),
             })?;
-            let alg = key.pick_algorithm(&[Algorithm::RS256]);
-            let kid = match kid {
+            let pem = self.read(&file_option, path)?;
+            let (alg, spki) = previous_key(&file_option, pem.as_bytes())?;
+            let kid = match string_in(item, &format!("{at}.key_id"), "key_id")? {
                 Some(kid) => {
-                    check_kid(&format!("{at}.key_id"), &kid)?;
-                    kid
+                    check_kid(&format!("{at}.key_id"), kid)?;
+                    kid.to_owned()
                 }
-                None => derived_kid(&key),
+                None => crate::keys::default_kid(&spki),
             };
-            keys.push(IssuerKey {
-                kid: Some(kid),
-                alg,
-                key,
-            });
+            keys.push(PreviousKey { kid, alg, spki });
         }
         Ok(keys)
     }
@@ -401,6 +487,32 @@ fn signing_key(option: &str, text: &[u8], alg: Algorithm, kid: Option<String>) -
         alg,
         key,
     })
+}
+
+/// The algorithm and public key (SPKI DER) of a previous key's PEM, private or public.
+fn previous_key(option: &str, pem: &[u8]) -> Result<(Algorithm, Vec<u8>), IssuerProblem> {
+    if let Ok(key) = SigningKey::from_pem(pem)
+        && let Some(spki) = key.public_key_der()
+    {
+        return Ok((key.pick_algorithm(&[Algorithm::RS256]), spki));
+    }
+    let bad = |detail: String| IssuerProblem::PreviousKey {
+        option: option.to_owned(),
+        detail,
+    };
+    let public = crate::keys::VerifyingKey::from_pem(pem).map_err(|e| bad(e.to_string()))?;
+    let alg = match public.kind() {
+        crate::keys::KeyKind::Rsa { .. } => Algorithm::RS256,
+        crate::keys::KeyKind::EcP256 => Algorithm::ES256,
+        crate::keys::KeyKind::EcP384 => Algorithm::ES384,
+        crate::keys::KeyKind::Ed25519 => Algorithm::EdDSA,
+        crate::keys::KeyKind::Hmac => return Err(bad("an HMAC secret cannot be published".into())),
+    };
+    let block = pem::parse(pem).map_err(|e| bad(e.to_string()))?;
+    if block.tag() != "PUBLIC KEY" {
+        return Err(bad(format!("expected PUBLIC KEY, found {}", block.tag())));
+    }
+    Ok((alg, block.contents().to_vec()))
 }
 
 /// A key id for an asymmetric key the admin gave none ([`crate::keys::default_kid`]).
@@ -527,14 +639,14 @@ mod tests {
     fn contrib_defaults_and_refusals() {
         let s = contrib(json!({"access_token_key": SECRET})).unwrap();
         assert_eq!(
-            (s.issuer.as_str(), s.ttl, s.keys.len()),
-            ("conference.meet.example.com", 60, 1)
+            (s.policy.issuer.as_str(), s.policy.ttl, s.previous.len()),
+            ("conference.meet.example.com", 60, 0)
         );
-        assert_eq!(s.keys[0].alg, Algorithm::HS256);
-        assert_eq!(s.rate_per_minute, 6);
+        assert_eq!(s.signing.alg, Algorithm::HS256);
+        assert_eq!(s.policy.rate_per_minute, 6);
         assert_eq!(
             contrib(json!({})).unwrap_err(),
-            IssuerProblem::NoKey("access_token_key or access_token_key_file")
+            IssuerProblem::NoKey("`access_token_key` or `access_token_key_file`")
         );
         assert_eq!(
             contrib(json!({"access_token_key": "mysecretkey"})).unwrap_err(),
@@ -564,12 +676,24 @@ mod tests {
             "options": {"access_token_key": "ignored", "access_token_key_file": "/nonexistent/k"},
             "files": {"/nonexistent/k": format!("{SECRET}\n")}});
         let s = read_issuer("c", entry.as_object().unwrap()).unwrap();
-        assert!(matches!(&s.keys[0].key, SigningKey::Hmac(k) if k.len() == 33));
+        assert!(matches!(&s.signing.key, SigningKey::Hmac(k) if k.len() == 33));
         let e = contrib(json!({"access_token_key_file": "/nonexistent/k"})).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("`access_token_key_file`: cannot read /nonexistent/k")
         );
+    }
+
+    #[test]
+    fn unknown_options_are_named() {
+        let entry = json!({"module": "short_lived_token", "options": {"main_muc": "m", "main_mucc": "x",
+            "short_lived_token": {"issuer": "i", "ttl": 3}}});
+        assert_eq!(
+            unknown_issuer_options(entry.as_object().unwrap()),
+            ["main_mucc", "short_lived_token.ttl"]
+        );
+        let entry = json!({"module": "access_token", "options": {"access_token_key": SECRET}});
+        assert!(unknown_issuer_options(entry.as_object().unwrap()).is_empty());
     }
 
     #[test]

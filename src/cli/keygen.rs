@@ -87,7 +87,7 @@ pub(super) fn run(args: KeygenArgs) -> Result<ExitCode, Failure> {
 /// The kid becomes a file name: nothing that leaves the directory or hides the file.
 fn check_kid(kid: &str) -> Result<(), KeygenError> {
     let bad = kid.is_empty()
-        || kid.len() > 200
+        || kid.len() > 128
         || kid.starts_with('.')
         || kid.contains("..")
         || kid.chars().any(|c| matches!(c, '/' | '\\') || c.is_control());

@@ -37,9 +37,11 @@ pub(super) fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
             eprintln!("warning: {warning}");
         }
         println!(
-            "config OK: {} host(s), socket {}",
+            "config OK: {} host(s), {} access-token issuer(s), socket {}{}",
             config.hosts.len(),
-            config.server.socket.display()
+            config.issuers.len(),
+            config.server.socket.display(),
+            config.http.listen.map(|a| format!(", HTTP on {a}")).unwrap_or_default()
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -93,10 +93,14 @@ impl Config {
                         entry.insert("module".into(), module);
                         entry.insert("options".into(), Value::Object(options));
                         // Refused here, so that a daemon never starts with an issuer it cannot use.
-                        crate::access::read_issuer(&name, &entry).map_err(|problem| ConfigError::Issuer {
+                        let refuse = |problem| ConfigError::Issuer {
                             name: name.clone(),
                             problem,
-                        })?;
+                        };
+                        if let Some(unknown) = crate::access::settings::unknown_issuer_options(&entry).pop() {
+                            return Err(refuse(crate::access::IssuerProblem::UnknownOption(unknown)));
+                        }
+                        crate::access::read_issuer(&name, &entry).map_err(refuse)?;
                         config.issuers.insert(name, entry);
                     }
                 }

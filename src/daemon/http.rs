@@ -82,10 +82,15 @@ async fn jwks(State(app): State<App>) -> Response {
 
 async fn healthz(State(app): State<App>) -> Response {
     let counts = app.shared.occupancy.counts();
+    let issuers = app.shared.issuers.to_json();
+    // Up, but an issuer whose settings were refused hands out no tokens: say so.
+    let degraded = issuers
+        .as_object()
+        .is_some_and(|all| all.values().any(|i| i["ready"] == false));
     axum::Json(json!({
-        "status": "ok",
+        "status": if degraded { "degraded" } else { "ok" },
         "daemon": DAEMON_VERSION,
-        "issuers": app.shared.issuers.to_json(),
+        "issuers": issuers,
         "occupancy": {"rooms": counts.rooms, "occupants": counts.occupants},
     }))
     .into_response()
@@ -121,7 +126,9 @@ impl App {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .map(|t| crate::digest::sha256(t.trim().as_bytes()));
         match presented {
             Some(p) if aws_lc_rs::constant_time::verify_slices_are_equal(&p, secret).is_ok() => None,

@@ -135,7 +135,7 @@ impl Issuers {
             .chain(from_file)
             .map(|(name, e)| {
                 let v = match &e.state {
-                    IssuerState::Ready(i) => serde_json::json!({"module": i.settings().module.name(), "ready": true}),
+                    IssuerState::Ready(i) => serde_json::json!({"module": i.policy().module.name(), "ready": true}),
                     IssuerState::Refused(p) => serde_json::json!({"ready": false, "problem": p.to_string()}),
                 };
                 (name.clone(), v)

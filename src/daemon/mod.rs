@@ -81,7 +81,9 @@ fn environment(name: &str) -> Option<String> {
 pub async fn serve(source: ConfigSource) -> Result<(), StartError> {
     let config = source.load(environment)?;
     let settings = config.server.clone();
-    let shared = Arc::new(Shared::new(settings.clone()));
+    let mut state = Shared::new(settings.clone());
+    state.http = config.http.clone();
+    let shared = Arc::new(state);
     shared.registry.set_config(&config)?;
     for refused in shared.issuers.set_config(&config.issuers) {
         tracing::error!("{refused}");
@@ -189,6 +191,9 @@ fn reload(shared: &Shared, source: &ConfigSource) {
         tracing::warn!("{warning}");
     }
     warn_if_server_changed(&shared.settings, &config.server);
+    if config.http != shared.http {
+        tracing::warn!("SIGHUP: [http] changes take effect at the next restart");
+    }
     tracing::info!(path = %path.display(), hosts = config.hosts.len(), "SIGHUP: config reloaded");
 }
 

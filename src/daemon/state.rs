@@ -34,6 +34,8 @@ pub struct Shared {
     pub occupancy: Arc<dyn OccupancyStore>,
     /// Numbers connections, so that what one reported can be dropped when it ends.
     pub next_connection: AtomicU64,
+    /// `[http]` as the daemon started with it.
+    pub http: crate::config::HttpSettings,
 }
 
 impl Shared {
@@ -47,6 +49,7 @@ impl Shared {
             issuers: Issuers::default(),
             occupancy: Arc::new(MemoryStore::default()),
             next_connection: AtomicU64::new(1),
+            http: crate::config::HttpSettings::default(),
             settings,
         }
     }

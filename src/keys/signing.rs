@@ -29,7 +29,7 @@ pub enum SigningError {
     #[error("the key file is not a PEM private key (RSA, EC P-256/P-384 or Ed25519)")]
     NotAPrivateKey,
     /// This key cannot sign with this algorithm (an RSA key asked for ES256, say).
-    #[error("a {kind} key cannot sign {alg:?}")]
+    #[error("this {kind} key cannot sign {alg:?}")]
     WrongAlgorithm {
         /// The key's kind.
         kind: &'static str,

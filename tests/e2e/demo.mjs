@@ -1,10 +1,14 @@
 // The quick start's client (scripts/demo): logs in to Prosody over WebSocket with ?token= using
 // strophe.js (the XMPP library lib-jitsi-meet uses), joins a room, and says what happened.
 //
-//   node tests/e2e/demo.mjs WS_URL DOMAIN TOKEN ROOM_JID NICK
+//   node tests/e2e/demo.mjs WS_URL DOMAIN TOKEN ROOM_JID NICK [ACCESS_TOKEN_FILE]
 // Prints one line per step; exits 0 when the login and the join succeeded, 1 when refused.
+// With ACCESS_TOKEN_FILE, once in the room it asks for a participant access token as jitsi-contrib's
+// README does (an IQ to the room's focus JID), writes it to that file, and stays in the room until
+// the file ACCESS_TOKEN_FILE.leave appears (at most 30 s).
 
-import { Strophe, $pres } from 'strophe.js';
+import { existsSync, writeFileSync } from 'node:fs';
+import { Strophe, $pres, $iq } from 'strophe.js';
 import WebSocket from 'ws';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 
@@ -13,7 +17,7 @@ globalThis.DOMParser = DOMParser;
 globalThis.XMLSerializer = XMLSerializer;
 Strophe.setLogLevel(Strophe.LogLevel.FATAL);
 
-const [url, domain, token, roomJid, nick] = process.argv.slice(2);
+const [url, domain, token, roomJid, nick, accessTokenFile] = process.argv.slice(2);
 const say = (line) => console.log(`   ${line}`);
 const first = (el, name) => el.getElementsByTagName(name)[0];
 const failureOf = (el) => {
@@ -31,7 +35,34 @@ conn.xmlInput = (el) => {
   if (el.nodeName === 'failure') saslFailure = failureOf(el);
 };
 const done = (code) => { try { conn.disconnect(); } catch {} setTimeout(() => process.exit(code), 100); };
-setTimeout(() => { say('no answer within 10 s'); process.exit(2); }, 10000).unref();
+const deadline = setTimeout(() => { say('no answer within 10 s'); process.exit(2); }, 10000);
+deadline.unref();
+
+// jitsi-contrib's README: $iq({type: "get", to: focusMucJid}).c("query", {xmlns: "…#access-token"}),
+// then $(result).find("token").attr("data").
+function askForAccessToken() {
+  const iq = $iq({ type: 'get', to: `${roomJid}/focus` }).c('query', { xmlns: 'http://jabber.org/protocol/muc#access-token' });
+  conn.sendIQ(iq, (result) => {
+    const el = first(result, 'token');
+    const jwt = el && el.getAttribute('data');
+    const claims = JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());
+    say(`access token: <token alg="${el.getAttribute('alg')}" data="…"/>, for ${claims.occupant.jid} in ${claims.occupant.room} (${claims.occupant.role}), expires in ${claims.exp - Math.floor(Date.now() / 1000)} s`);
+    writeFileSync(accessTokenFile, jwt, { mode: 0o600 });
+    clearTimeout(deadline);
+    const since = Date.now();
+    const wait = setInterval(() => {
+      if (existsSync(`${accessTokenFile}.leave`) || Date.now() - since > 30000) {
+        clearInterval(wait);
+        say(`left ${roomJid}`);
+        done(0);
+      }
+    }, 100);
+  }, (error) => {
+    const e = error && first(error, 'error');
+    say(`access token: refused: ${e ? failureOf(e) : 'no answer'}`);
+    done(1);
+  }, 10000);
+}
 
 conn.connect(domain, null, (status) => {
   if (status === Strophe.Status.CONNECTED) {
@@ -46,7 +77,8 @@ conn.connect(domain, null, (status) => {
       } else {
         const item = first(presence, 'item');
         say(`join ${roomJid}: joined as ${nick} (role ${item ? item.getAttribute('role') : '?'})`);
-        done(0);
+        if (accessTokenFile) askForAccessToken();
+        else done(0);
       }
       return false;
     }, null, 'presence');

@@ -53,10 +53,13 @@ pub(super) fn access_token(shared: &Shared, id: Value, req: IssueRequest) -> Rep
 pub(super) async fn occupant(shared: &Shared, reporter: Reporter, id: Value, report: OccupantReport) -> Reply {
     let done = match report.event {
         OccupantEvent::Join => {
+            let Some(nick) = report.nick else {
+                return Reply::error(id, ErrorCode::BadRequest, "occupant: a join needs `nick`");
+            };
             let occupant = Occupant {
                 room: report.room,
                 jid: report.jid,
-                nick: report.nick.unwrap_or_default(),
+                nick,
             };
             shared.occupancy.joined(reporter, occupant).await
         }

@@ -51,6 +51,9 @@ pub(super) fn hello(shared: &Shared, id: Value, hello: Hello) -> Reply {
     let mut issuers_accepted = Vec::new();
     let mut issuer_errors = Map::new();
     for (name, entry) in &hello.issuers {
+        for key in crate::access::settings::unknown_issuer_options(entry) {
+            warnings.push(format!("issuer {name:?}: option `{key}` is not used by token-sidecar"));
+        }
         match shared.issuers.set_hello(name, entry) {
             Ok(replaced) => {
                 if replaced {

@@ -8,7 +8,11 @@
 //!     --introspect http://127.0.0.1:5290/v1/introspect \
 //!     --introspect-secret-file /etc/token-sidecar/introspect.secret [--aud my-api]
 //! curl -H "Authorization: Bearer $ACCESS_TOKEN" http://127.0.0.1:8080/whoami
+//! curl -H "Authorization: Bearer $ACCESS_TOKEN" "http://127.0.0.1:8080/whoami?room=room1@conference.meet.example.com"
 //! ```
+//!
+//! With `?room=<room JID>`, the token must also be for that room (a service serving one meeting
+//! must not accept a participant of another): 403 otherwise.
 //!
 //! `GET /whoami` checks the token twice:
 //! 1. offline, with the issuer's public keys (JWKS): signature, `exp`, `nbf`, `aud` — cheap, and
@@ -24,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -178,7 +182,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Settings, StartE
 }
 
 /// `GET /whoami`: who the bearer of a current participant's access token is.
-async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+async fn whoami(
+    State(app): State<Arc<App>>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let Some(token) = bearer_token(&headers) else {
         return error(StatusCode::UNAUTHORIZED, "missing bearer token");
     };
@@ -186,6 +194,11 @@ async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Ok(claims) => claims,
         Err(reason) => return error(StatusCode::UNAUTHORIZED, reason),
     };
+    if let Some(wanted) = query.get("room")
+        && claims.pointer("/occupant/room").and_then(Value::as_str) != Some(wanted.as_str())
+    {
+        return error(StatusCode::FORBIDDEN, "the token is for another room");
+    }
     match app.introspect(token).await {
         Ok(true) => {}
         Ok(false) => return error(StatusCode::FORBIDDEN, "not a current participant"),

@@ -1539,7 +1539,7 @@ test('access tokens: mod_access_token without a key (conference.nodv.example.com
 const apiServiceBin = resolve(args['api-service'] ?? [join(dirname(daemonBin), 'examples/api_service'),
   join(repo, 'target/debug/examples/api_service')].find((p) => existsSync(p)) ?? join(dirname(daemonBin), 'examples/api_service'));
 
-const apiServiceCase = 'access tokens: the example API service: an occupant with a short-lived ES256 token → 200; after leaving → 403; garbage, expired, other-key and HS256 tokens → 401';
+const apiServiceCase = 'access tokens: the example API service: an occupant with a short-lived ES256 token → 200; for another room → 403; after leaving → 403; garbage, expired, other-key and HS256 tokens → 401';
 if (!existsSync(apiServiceBin)) test(`${apiServiceCase} # skipped: ${apiServiceBin} not built (cargo build --examples)`, async () => {});
 else test(apiServiceCase, async () => {
   requireHttp();
@@ -1549,13 +1549,17 @@ else test(apiServiceCase, async () => {
     '--introspect-secret-file', join(tmp, 'introspect-secret')], join(tmp, 'api-service.log'));
   try {
     await waitForTcp(port, 10000, () => !api.exited);
-    const whoami = async (token) => (await fetch(`http://127.0.0.1:${port}/whoami`,
+    const whoami = async (token, query = '') => (await fetch(`http://127.0.0.1:${port}/whoami${query}`,
       { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(3000) })).status;
     const c = await occupant('api-user');
     const srv = shortLivedOf((await ask(c, credentialsIq(SLT.audience))).reply);
     check(srv, 'no short-lived token');
     const token = srv.getAttribute('password');
     check(await whoami(token) === 200, `current participant: /whoami answered ${await whoami(token)}`);
+    const own = `?room=${encodeURIComponent(ROOM1)}`;
+    check(await whoami(token, own) === 200, `its own room: /whoami${own} answered ${await whoami(token, own)}`);
+    const other = `?room=${encodeURIComponent(ROOM1.replace(/^[^@]+/, 'room2'))}`;
+    check(await whoami(token, other) === 403, `another room: /whoami${other} answered ${await whoami(token, other)}`);
     const { header, payload } = decodeJwt(token);
     const expired = es256(header, { ...payload, nbf: now() - 120, exp: now() - 60 });
     const otherKey = es256(header, payload, generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);

@@ -2,6 +2,8 @@
 //! admin or API developer runs them, and `examples/api_service.rs` against a stand-in for the
 //! daemon's HTTP side (a JWKS and an introspection answer this test controls).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use token_sidecar::clock::unix_now;
 use token_sidecar::keys::{PublicJwk, SigningKey, generate, jwk_set};
 use token_sidecar::token::encode;
 
-const BIN: &str = env!("CARGO_BIN_EXE_token-sidecar");
+use common::cli::run;
 const ALGS: [(&str, Algorithm); 3] = [
     ("ES256", Algorithm::ES256),
     ("EdDSA", Algorithm::EdDSA),
@@ -29,26 +31,6 @@ const ALGS: [(&str, Algorithm); 3] = [
 const INTROSPECT_SECRET: &str = "introspect-s3cret";
 
 // ---- running the CLI ----
-
-fn run(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn token-sidecar");
-    if let Some(input) = stdin {
-        // A usage error may end the process before it reads stdin.
-        match child.stdin.take().expect("stdin").write_all(input.as_bytes()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            Err(e) => panic!("write stdin: {e}"),
-        }
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("wait")
-}
 
 fn code(out: &Output) -> i32 {
     out.status.code().expect("exit status")

@@ -347,36 +347,28 @@ fn short_lived_credentials_verify_with_the_published_jwks() {
 fn a_toml_issuer_without_a_key_stops_the_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nsocket = {:?}\n[issuers.\"{MUC}\"]\nmodule = \"access_token\"\n",
-            dir.path().join("s.sock").display().to_string()
+    let socket = format!(
+        "[server]\nsocket = {:?}\n",
+        dir.path().join("s.sock").display().to_string()
+    );
+    let issuer = format!("[issuers.\"{MUC}\"]\nmodule = \"access_token\"\n");
+    for (text, named) in [
+        // No key: refused, naming what to set.
+        (format!("{socket}{issuer}"), "access_token_key"),
+        // A typo is refused too, naming the option.
+        (
+            format!("{issuer}access_token_key = \"{KEY}\"\naccess_token_expiry = 30\n"),
+            "unknown option `access_token_expiry`",
         ),
-    )
-    .expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_token-sidecar"))
-        .args(["serve", "--check-config", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("access_token_key"), "{err}");
-    // A typo is refused too, naming the option.
-    std::fs::write(
-        &config,
-        format!(
-            "[issuers.\"{MUC}\"]\nmodule = \"access_token\"\naccess_token_key = \"{KEY}\"\naccess_token_expiry = 30\n"
-        ),
-    )
-    .expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_token-sidecar"))
-        .args(["serve", "--check-config", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown option `access_token_expiry`"), "{err}");
+    ] {
+        std::fs::write(&config, text).expect("config");
+        let out = Command::new(env!("CARGO_BIN_EXE_token-sidecar"))
+            .args(["serve", "--check-config", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{err}");
+    }
 }

@@ -4,13 +4,13 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use common::http::{Response, TestServer};
 use common::keys::TestKey;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_token-sidecar");
+use common::cli::run;
 
 fn config_file(body: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
@@ -20,26 +20,6 @@ fn config_file(body: &str) -> tempfile::NamedTempFile {
 
 const HS_CONFIG: &str = "[hosts.\"meet.example.com\"]\napp_id = \"myapp\"\napp_secret = \"s3cret\"\n\
                          muc_mapper_domain_base = \"meet.example.com\"\n";
-
-fn run(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn token-sidecar");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("wait")
-}
 
 fn mint(config: &str, extra: &[&str]) -> String {
     let mut args = vec!["mint", "--config", config, "--host", "meet.example.com"];

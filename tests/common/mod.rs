@@ -5,5 +5,6 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod http;
 pub mod keys;

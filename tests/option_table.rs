@@ -74,3 +74,30 @@ fn docs_config_lists_every_option_with_its_type_and_default() {
         }
     }
 }
+
+/// The option names in a Lua list such as `local OPTIONS = { "a", "b", … };`.
+fn lua_list(source: &str, name: &str) -> Vec<String> {
+    let start = source
+        .find(&format!("local {name} = {{"))
+        .unwrap_or_else(|| panic!("no `local {name} = {{` in the module"));
+    let body = &source[start..];
+    let body = &body[..body.find('}').expect("the list ends")];
+    body.split('"').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+#[test]
+fn mod_access_token_forwards_exactly_the_options_the_daemon_reads_and_docs_config_lists_them() {
+    use token_sidecar::access::settings::ACCESS_TOKEN_OPTIONS;
+    let shim = std::fs::read_to_string(repo("prosody-shim/mod_access_token.lua")).expect("read the module");
+    assert_eq!(
+        lua_list(&shim, "OPTIONS"),
+        ACCESS_TOKEN_OPTIONS,
+        "mod_access_token.lua's OPTIONS"
+    );
+    let doc = std::fs::read_to_string(repo("docs/CONFIG.md")).expect("read docs/CONFIG.md");
+    let documented = doc_rows(&doc, "## Access tokens: mod_access_token options");
+    let documented: Vec<&str> = documented.keys().map(String::as_str).collect();
+    let mut expected: Vec<&str> = ACCESS_TOKEN_OPTIONS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(documented, expected, "docs/CONFIG.md's mod_access_token table");
+}

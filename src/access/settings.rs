@@ -214,6 +214,15 @@ pub struct IssuerPolicy {
     pub rate_per_minute: u32,
 }
 
+/// Reads an issuer table of the TOML file: as [`read_issuer`], and an option the module does not
+/// read is an error (in `hello` it is a warning: the shim forwards what Prosody has).
+pub fn read_issuer_table(name: &str, entry: &Map<String, Value>) -> Result<IssuerSettings, IssuerProblem> {
+    if let Some(unknown) = unknown_issuer_options(entry).into_iter().next() {
+        return Err(IssuerProblem::UnknownOption(unknown));
+    }
+    read_issuer(name, entry)
+}
+
 /// Reads an issuer entry of `hello` or of the TOML file: `{"module": …, "options": {…},
 /// "files": {path: contents}}`. A key file not in `files` is read from disk.
 pub fn read_issuer(name: &str, entry: &Map<String, Value>) -> Result<IssuerSettings, IssuerProblem> {

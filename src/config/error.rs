@@ -48,14 +48,7 @@ pub enum ConfigError {
     /// `issuers` is not a table of tables.
     #[error("`issuers` must be a table of [issuers.\"<Prosody host>\"] tables")]
     IssuersNotATable,
-    /// An access-token issuer's settings are refused.
-    #[error("[issuers.{name:?}] {problem}")]
-    Issuer {
-        /// The Prosody host the module stands for.
-        name: String,
-        /// The problem.
-        problem: crate::access::IssuerProblem,
-    },
+
     /// A problem with one host's settings.
     #[error("host {host:?}: {problem}")]
     Host {

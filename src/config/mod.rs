@@ -39,7 +39,7 @@ pub struct Config {
     /// Which of `hosts` came from the environment ([`Config::add_env_host`]) rather than the file.
     pub env_hosts: BTreeSet<String>,
     /// `[issuers."<Prosody host>"]`: access-token issuers, as `{"module", "options"}` entries
-    /// (checked when the file is read; see [`crate::access::read_issuer`]).
+    /// (checked by the daemon at start and on SIGHUP; see `access::read_issuer`).
     pub issuers: BTreeMap<String, Map<String, Value>>,
     /// `[http]`.
     pub http: HttpSettings,
@@ -92,15 +92,7 @@ impl Config {
                         let mut entry = Map::new();
                         entry.insert("module".into(), module);
                         entry.insert("options".into(), Value::Object(options));
-                        // Refused here, so that a daemon never starts with an issuer it cannot use.
-                        let refuse = |problem| ConfigError::Issuer {
-                            name: name.clone(),
-                            problem,
-                        };
-                        if let Some(unknown) = crate::access::settings::unknown_issuer_options(&entry).pop() {
-                            return Err(refuse(crate::access::IssuerProblem::UnknownOption(unknown)));
-                        }
-                        crate::access::read_issuer(&name, &entry).map_err(refuse)?;
+                        // What the options mean is the daemon's to check (`daemon::check`).
                         config.issuers.insert(name, entry);
                     }
                 }

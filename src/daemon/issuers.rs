@@ -10,7 +10,18 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
 
+use crate::access::settings::read_issuer_table;
 use crate::access::{Issuer, IssuerProblem, read_issuer};
+
+/// An `[issuers."…"]` table of the TOML file that is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("[issuers.{name:?}] {problem}")]
+pub struct RefusedTable {
+    /// The Prosody host the module stands for.
+    pub name: String,
+    /// The problem.
+    pub problem: IssuerProblem,
+}
 
 /// An issuer's state: ready, or refused with the reason.
 #[derive(Debug, Clone)]
@@ -85,26 +96,35 @@ impl Issuers {
         result
     }
 
-    /// Replaces the issuers of the TOML file (at start and on SIGHUP). Returns the refused ones.
-    pub fn set_config(&self, issuers: &std::collections::BTreeMap<String, Map<String, Value>>) -> Vec<String> {
+    /// Replaces the issuers of the TOML file (at start and on SIGHUP), keeping those whose table
+    /// is unchanged. A table that is refused (an unknown option included) changes nothing.
+    pub fn set_config(
+        &self,
+        issuers: &std::collections::BTreeMap<String, Map<String, Value>>,
+    ) -> Result<(), RefusedTable> {
         let old = self.tables.read().unwrap_or_else(|e| e.into_inner()).toml.clone();
         let mut new = HashMap::new();
-        let mut refused = Vec::new();
         for (name, raw) in issuers {
             let entry = match old.get(name) {
-                Some(e) if e.raw == *raw && matches!(e.state, IssuerState::Ready(_)) => e.clone(),
-                _ => Entry {
-                    raw: raw.clone(),
-                    state: build(name, raw),
-                },
+                Some(e) if e.raw == *raw => e.clone(),
+                _ => {
+                    let issuer =
+                        read_issuer_table(name, raw)
+                            .and_then(Issuer::new)
+                            .map_err(|problem| RefusedTable {
+                                name: name.clone(),
+                                problem,
+                            })?;
+                    Entry {
+                        raw: raw.clone(),
+                        state: IssuerState::Ready(Arc::new(issuer)),
+                    }
+                }
             };
-            if let IssuerState::Refused(p) = &entry.state {
-                refused.push(format!("[issuers.\"{name}\"] {p}"));
-            }
             new.insert(name.clone(), entry);
         }
         self.tables.write().unwrap_or_else(|e| e.into_inner()).toml = new;
-        refused
+        Ok(())
     }
 
     /// Every issuer that is ready (hello first, then the file's not shadowed by hello).

@@ -40,6 +40,9 @@ pub enum StartError {
     /// The socket could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// An access-token issuer of the TOML file is refused.
+    #[error(transparent)]
+    Issuer(#[from] issuers::RefusedTable),
     /// The HTTP listener could not be bound.
     #[error("cannot listen on {addr} ([http] listen)")]
     Http {
@@ -57,7 +60,7 @@ pub enum StartError {
 impl StartError {
     /// Whether the cause is the configuration (a usage error) rather than the system.
     pub fn is_config(&self) -> bool {
-        matches!(self, StartError::Config(_))
+        matches!(self, StartError::Config(_) | StartError::Issuer(_))
     }
 }
 
@@ -66,6 +69,7 @@ impl StartError {
 pub fn check(config: &Config) -> Result<Vec<String>, StartError> {
     let registry = Registry::default();
     registry.set_config(config)?;
+    issuers::Issuers::default().set_config(&config.issuers)?;
     let mut warnings: Vec<String> = config.hosts.values().flat_map(|h| h.warnings()).collect();
     warnings.extend(http_warnings(&config.http));
     Ok(warnings)
@@ -85,9 +89,7 @@ pub async fn serve(source: ConfigSource) -> Result<(), StartError> {
     state.http = config.http.clone();
     let shared = Arc::new(state);
     shared.registry.set_config(&config)?;
-    for refused in shared.issuers.set_config(&config.issuers) {
-        tracing::error!("{refused}");
-    }
+    shared.issuers.set_config(&config.issuers)?;
     for warning in config
         .hosts
         .values()
@@ -180,12 +182,17 @@ fn reload(shared: &Shared, source: &ConfigSource) {
             return;
         }
     };
+    // Issuers are checked before anything is replaced, so that a bad file changes nothing.
+    if let Err(e) = issuers::Issuers::default().set_config(&config.issuers) {
+        tracing::error!("SIGHUP: keeping the old config: {e}");
+        return;
+    }
     if let Err(e) = shared.registry.set_config(&config) {
         tracing::error!("SIGHUP: keeping the old config: {e}");
         return;
     }
-    for refused in shared.issuers.set_config(&config.issuers) {
-        tracing::error!("SIGHUP: {refused}");
+    if let Err(e) = shared.issuers.set_config(&config.issuers) {
+        tracing::error!("SIGHUP: {e}");
     }
     for warning in config.hosts.values().flat_map(|h| h.warnings()) {
         tracing::warn!("{warning}");

@@ -15,13 +15,13 @@ local generate_id = require "util.uuid".generate;
 local log = require "util.logger".init("token_sidecar");
 local have_unix, unix = pcall(require, "socket.unix");
 local host_options = module:require "token_sidecar_options"; -- generated from the daemon's table
+local text = module:require "token_sidecar_text"; -- only UTF-8 goes to the daemon
 
 local json;
 do
 	local ok, cjson = pcall(require, "cjson.safe");
 	json = ok and cjson or require "util.json";
 end
-local null = json.null;
 
 local DEFAULT_SOCKET = "/run/token-sidecar/token-sidecar.sock";
 local PROTOCOL_VERSION = 1;
@@ -36,8 +36,7 @@ local Client = {};
 Client.__index = Client;
 
 local function value(v) -- JSON null as nil
-	if v == null then return nil; end
-	return v;
+	if v ~= json.null then return v; end
 end
 
 -- Only `ok: true` accepts and only a condition (an XML name) with a text refuses; an error reply,
@@ -139,17 +138,18 @@ function Client:request(req, timeout, cb)
 	if not self.conn and gettime() - (self.last_attempt or 0) >= RETRY_MIN then self:connect(); end
 	if not self.conn then return cb(nil, "token service unreachable: " .. tostring(self.last_error)); end
 	if self.npending >= MAX_PENDING then return cb(nil, "too many requests waiting for the token service"); end
+	local body, err = json.encode(req);
+	if not body then return cb(nil, "could not encode request: " .. tostring(err)); end
 	self.next_id = self.next_id + 1;
-	req.id = self.next_id;
-	local line, err = json.encode(req);
-	if not line then return cb(nil, "could not encode request: " .. tostring(err)); end
-	self.pending[req.id] = { cb = cb, deadline = gettime() + timeout };
+	local id = self.next_id;
+	self.pending[id] = { cb = cb, deadline = gettime() + timeout };
 	self.npending = self.npending + 1;
 	if not self.sweeping then
 		self.sweeping = true;
 		timer.add_task(0.1, function () return self:sweep(); end);
 	end
-	self.conn:write(line .. "\n");
+	-- `id` first: a daemon that cannot read what follows still answers under it, at once.
+	self.conn:write(text.clean(('{"id":%d,%s'):format(id, body:sub(2))) .. "\n");
 end
 
 -- Like `request`, but waits inside the current async runner. Returns the reply, or nil and why.
@@ -171,8 +171,9 @@ end
 -- `settings`: { hosts = { [host] = options }, issuers = { [name] = issuer } }, all of them when
 -- `connecting` (then the `on_ready` callbacks run once the daemon has them), else what changed.
 function Client:hello(settings, connecting)
-	self:request({ op = "hello", version = PROTOCOL_VERSION, instance = self.instance, hosts = settings.hosts,
-		issuers = settings.issuers }, 10, function (reply, err)
+	local hosts, issuers = text.sendable(settings.hosts, "settings"), text.sendable(settings.issuers, "issuer settings");
+	local req = { op = "hello", version = PROTOCOL_VERSION, instance = self.instance, hosts = hosts, issuers = issuers };
+	self:request(req, 10, function (reply, err)
 		if not (reply and reply.ok) then
 			return log("error", "token service hello failed: %s", reply and tostring(value(reply.text)) or err);
 		end

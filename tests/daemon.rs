@@ -464,7 +464,7 @@ fn bad_requests_get_error_replies_and_the_connection_stays_usable() {
     let daemon = Daemon::start(&base_host_toml(HOST));
     let mut c = daemon.client();
     let cases: &[(&[u8], Value, &str)] = &[
-        (b"{\"id\":1,\"op\":\n", Value::Null, "not JSON"),
+        (b"{\"id\":1,\"op\":\n", json!(1), "not JSON"),
         (b"[1,2]\n", Value::Null, "must be a JSON object"),
         (b"{\"op\":\"ping\"}\n", Value::Null, "missing field `id`"),
         (b"{\"id\":2}\n", json!(2), "missing field `op`"),

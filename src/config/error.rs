@@ -155,6 +155,35 @@ pub enum HostProblem {
         /// What is wrong with it.
         error: KeySourceError,
     },
+    /// A key fetch that may take longer than a login through the shim waits for keys.
+    #[error(
+        "options `asap_key_fetch_timeout` ({}) and `asap_key_fetch_retries` ({retries}) let one key \
+         fetch take {} (every try timing out, with the backoff between tries), more than the {} a \
+         login may wait for keys before the shim's `token_sidecar_timeout` ({} by default) gives up: \
+         lower one of them",
+        seconds(.timeout_ms),
+        seconds(.longest_ms),
+        seconds(.limit_ms),
+        seconds(.shim_ms)
+    )]
+    KeyFetchTooLong {
+        /// `asap_key_fetch_timeout`, in milliseconds.
+        timeout_ms: u64,
+        /// `asap_key_fetch_retries`.
+        retries: u32,
+        /// The longest one fetch may take, in milliseconds.
+        longest_ms: u64,
+        /// The longest a login waits for keys (`keys::KEY_WAIT_LIMIT`), in milliseconds.
+        limit_ms: u64,
+        /// The shim's default timeout (`keys::SHIM_TIMEOUT`), in milliseconds.
+        shim_ms: u64,
+    },
+}
+
+/// Milliseconds as admins write seconds: `9.3 s`, `60 s`.
+fn seconds(ms: &u64) -> String {
+    let text = format!("{:.3}", *ms as f64 / 1000.0);
+    format!("{} s", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
 /// What is wrong with an option's value.

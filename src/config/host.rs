@@ -5,11 +5,12 @@ use serde_json::{Map, Value};
 
 use super::error::{ConfigError, HostProblem, ValueProblem};
 use super::options::{self as o, Options, unknown_options};
-use crate::keys::{FetchSettings, parse_algorithm};
+use crate::keys::{FetchSettings, KEY_WAIT_LIMIT, SHIM_TIMEOUT, parse_algorithm};
 use crate::room::RoomPolicy;
 
-/// Token settings of one Prosody VirtualHost.
-#[derive(Debug, Clone, PartialEq)]
+/// Token settings of one Prosody VirtualHost. `Debug` never shows `app_secret` (nor a password in
+/// a key URL).
+#[derive(Clone, PartialEq)]
 pub struct HostSettings {
     /// The VirtualHost.
     pub host: String,
@@ -47,9 +48,81 @@ pub struct HostSettings {
     pub fetch: FetchSettings,
 }
 
+impl std::fmt::Debug for HostSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field by name, so that a new one must be placed here (and judged secret or not).
+        let HostSettings {
+            host,
+            app_id,
+            app_secret,
+            asap_key_server,
+            cache_keys_url,
+            signature_algorithms,
+            allow_empty_token,
+            accepted_issuers,
+            accepted_audiences,
+            require_room_claim,
+            enable_domain_verification,
+            muc_mapper_domain_base,
+            muc_mapper_domain_prefix,
+            muc_mapper_domain,
+            leeway,
+            require_exp,
+            fetch,
+        } = self;
+        f.debug_struct("HostSettings")
+            .field("host", host)
+            .field("app_id", app_id)
+            .field("app_secret", &app_secret.as_ref().map(|_| Redacted))
+            .field("asap_key_server", &asap_key_server.as_deref().map(without_password))
+            .field("cache_keys_url", &cache_keys_url.as_deref().map(without_password))
+            .field("signature_algorithms", signature_algorithms)
+            .field("allow_empty_token", allow_empty_token)
+            .field("accepted_issuers", accepted_issuers)
+            .field("accepted_audiences", accepted_audiences)
+            .field("require_room_claim", require_room_claim)
+            .field("enable_domain_verification", enable_domain_verification)
+            .field("muc_mapper_domain_base", muc_mapper_domain_base)
+            .field("muc_mapper_domain_prefix", muc_mapper_domain_prefix)
+            .field("muc_mapper_domain", muc_mapper_domain)
+            .field("leeway", leeway)
+            .field("require_exp", require_exp)
+            .field("fetch", fetch)
+            .finish()
+    }
+}
+
+/// Shown in place of a secret.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `url` without the user information of its authority (`https://user:password@host/` →
+/// `https://<redacted>@host/`).
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://<redacted>{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 impl HostSettings {
     /// Builds one host's settings from its options. `strict` refuses unknown option names (a TOML
     /// file is ours, so a typo there is an error; a shim forwards whatever Prosody has).
+    ///
+    /// Options from a shim (not `strict`) are also refused when one key fetch may take longer than
+    /// a login through the shim waits for keys ([`HostProblem::KeyFetchTooLong`]): the login would
+    /// fail as `token service unavailable` while the daemon still waited. A TOML file's host gets a
+    /// warning instead ([`HostSettings::warnings`]): the file also serves `token-sidecar verify`
+    /// and socket clients that wait as long as they like.
     pub fn from_options(host: &str, map: &Map<String, Value>, strict: bool) -> Result<HostSettings, ConfigError> {
         Self::read(host, map, strict).map_err(|problem| ConfigError::Host {
             host: host.to_owned(),
@@ -107,6 +180,13 @@ impl HostSettings {
             cache_size: r.count(&o::JWT_PUBKEY_CACHE_SIZE)?,
             unknown_kid_rate: u32::try_from(r.count(&o::ASAP_KEY_FETCH_RATE)?).unwrap_or(u32::MAX),
         };
+        let fetches = asap_key_server.is_some() || cache_keys_url.is_some();
+        if !strict
+            && fetches
+            && let Some(problem) = key_fetch_too_long(&fetch)
+        {
+            return Err(problem);
+        }
 
         Ok(HostSettings {
             host: host.to_owned(),
@@ -138,6 +218,14 @@ impl HostSettings {
         if asymmetric && self.app_secret.is_some() {
             out.push(format!(
                 "host {:?}: both a key server and app_secret are set; the key server wins and HS tokens are refused",
+                self.host
+            ));
+        }
+        if (self.asap_key_server.is_some() || self.cache_keys_url.is_some())
+            && let Some(problem) = key_fetch_too_long(&self.fetch)
+        {
+            out.push(format!(
+                "host {:?}: {problem}; logins through the Prosody shim would time out first",
                 self.host
             ));
         }
@@ -178,6 +266,19 @@ impl HostSettings {
             muc_domain: self.muc_domain(),
         }
     }
+}
+
+/// [`HostProblem::KeyFetchTooLong`] when one fetch under `fetch` may outlast [`KEY_WAIT_LIMIT`].
+fn key_fetch_too_long(fetch: &FetchSettings) -> Option<HostProblem> {
+    let longest = fetch.longest_fetch();
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    (longest > KEY_WAIT_LIMIT).then(|| HostProblem::KeyFetchTooLong {
+        timeout_ms: ms(fetch.timeout),
+        retries: fetch.retries,
+        longest_ms: ms(longest),
+        limit_ms: ms(KEY_WAIT_LIMIT),
+        shim_ms: ms(SHIM_TIMEOUT),
+    })
 }
 
 #[cfg(test)]
@@ -386,6 +487,103 @@ mod tests {
             shown(&format!("{BASE}asap_key_fetch_retries = 11")),
             "host \"meet.example.com\": option `asap_key_fetch_retries`: must be at most 10"
         );
+    }
+
+    #[test]
+    fn a_key_fetch_longer_than_the_shim_waits_is_refused_from_the_shim_and_warned_from_toml() {
+        let options = |extra: &str| -> Map<String, Value> {
+            serde_json::from_str(&format!(
+                r#"{{"app_id":"a","asap_key_server":"https://keys.example.com/asap"{extra}}}"#
+            ))
+            .unwrap()
+        };
+        // The defaults fit: 3 tries of 3 s and 0.3 s of backoff is 9.3 s.
+        assert!(HostSettings::from_options("h", &options(""), false).is_ok());
+        // 3 × 3.05 s + 0.3 s is 9.45 s, just under the 9.5 s limit; 3 × 3.1 s + 0.3 s is over.
+        assert!(HostSettings::from_options("h", &options(r#","asap_key_fetch_timeout":3.05"#), false).is_ok());
+        assert!(HostSettings::from_options("h", &options(r#","asap_key_fetch_timeout":3.1"#), false).is_err());
+        let refused = |extra: &str| match HostSettings::from_options("h", &options(extra), false) {
+            Err(ConfigError::Host { problem, .. }) => problem,
+            other => panic!("{extra}: expected a refusal, got {other:?}"),
+        };
+        assert_eq!(
+            refused(r#","asap_key_fetch_timeout":60"#),
+            HostProblem::KeyFetchTooLong {
+                timeout_ms: 60_000,
+                retries: 2,
+                longest_ms: 180_300,
+                limit_ms: 9_500,
+                shim_ms: 10_000
+            }
+        );
+        assert_eq!(
+            refused(r#","asap_key_fetch_timeout":2,"asap_key_fetch_retries":4"#).to_string(),
+            "options `asap_key_fetch_timeout` (2 s) and `asap_key_fetch_retries` (4) let one key fetch \
+             take 11.5 s (every try timing out, with the backoff between tries), more than the 9.5 s a \
+             login may wait for keys before the shim's `token_sidecar_timeout` (10 s by default) gives \
+             up: lower one of them"
+        );
+        // Only hosts that fetch keys.
+        let hs: Map<String, Value> =
+            serde_json::from_str(r#"{"app_id":"a","app_secret":"s","asap_key_fetch_timeout":60}"#).unwrap();
+        assert!(HostSettings::from_options("h", &hs, false).is_ok());
+
+        // The TOML file warns.
+        let h =
+            host("app_id = \"a\"\ncache_keys_url = \"https://k.example/jwks\"\nasap_key_fetch_timeout = 60").unwrap();
+        let warnings = h.warnings();
+        assert!(
+            warnings.iter().any(|w| w.contains("`asap_key_fetch_timeout` (60 s)")
+                && w.ends_with("logins through the Prosody shim would time out first")),
+            "{warnings:?}"
+        );
+        let hs_warnings = host(&format!("{BASE}asap_key_fetch_timeout = 60")).unwrap().warnings();
+        assert!(
+            !hs_warnings.iter().any(|w| w.contains("asap_key_fetch")),
+            "{hs_warnings:?}"
+        );
+    }
+
+    /// Issue 10, item 7: `Debug` of settings and keys never prints a secret.
+    #[test]
+    fn debug_never_prints_a_secret() {
+        let h = host(
+            "app_id = \"a\"\napp_secret = \"s3cret-never-shown\"\n\
+             asap_key_server = \"https://user:hunter2-never-shown@keys.example.com/asap\"\n\
+             cache_keys_url = \"https://k.example/jwks?u=a@b\"",
+        )
+        .unwrap();
+        let shown = format!("{h:?} {h:#?}");
+        assert!(!shown.contains("never-shown"), "{shown}");
+        assert!(shown.contains("app_secret: Some(<redacted>)"), "{shown}");
+        assert!(shown.contains("https://<redacted>@keys.example.com/asap"), "{shown}");
+        // An `@` after the authority is not user information.
+        assert!(shown.contains("https://k.example/jwks?u=a@b"), "{shown}");
+        assert!(shown.contains("meet.example.com"), "{shown}");
+
+        let verifier = crate::token::Verifier::new(h).unwrap();
+        assert!(!format!("{verifier:?}").contains("never-shown"));
+
+        let secret = b"s3cret-never-shown";
+        let hmac = crate::keys::VerifyingKey::hmac(secret);
+        let signing = crate::keys::SigningKey::hmac(secret);
+        let shown = format!("{hmac:?} {hmac:#?} {signing:?} {signing:#?}");
+        assert!(!shown.contains("never-shown"), "{shown}");
+        for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+            let generated = crate::keys::generate(alg).unwrap();
+            let signing = crate::keys::SigningKey::from_pem(generated.private_pem().as_bytes()).unwrap();
+            let shown = format!("{generated:?} {generated:#?} {signing:?} {signing:#?}");
+            // The base64 body of the private key, in any 16-character piece.
+            let body: String = generated
+                .private_pem()
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect();
+            for piece in body.as_bytes().chunks(16).filter(|c| c.len() == 16) {
+                let piece = std::str::from_utf8(piece).unwrap();
+                assert!(!shown.contains(piece), "{alg:?}: {shown}");
+            }
+        }
     }
 
     #[test]

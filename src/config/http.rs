@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-/// The HTTP listener's settings (`[http]`). No `listen`, no listener.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The HTTP listener's settings (`[http]`). No `listen`, no listener. `Debug` never shows the
+/// secret.
+#[derive(Clone, Default, PartialEq)]
 pub struct HttpSettings {
     /// Address to listen on (`listen`, e.g. "127.0.0.1:5290").
     pub listen: Option<SocketAddr>,
@@ -17,6 +18,21 @@ pub struct HttpSettings {
     /// Serve introspection without a secret (`introspect_without_secret`); only on a loopback
     /// listener.
     pub introspect_without_secret: bool,
+}
+
+impl std::fmt::Debug for HttpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let HttpSettings {
+            listen,
+            introspect_secret,
+            introspect_without_secret,
+        } = self;
+        f.debug_struct("HttpSettings")
+            .field("listen", listen)
+            .field("introspect_secret", &introspect_secret.as_ref().map(|_| "<redacted>"))
+            .field("introspect_without_secret", introspect_without_secret)
+            .finish()
+    }
 }
 
 /// A problem in `[http]`.

@@ -29,8 +29,9 @@ pub use host::HostSettings;
 pub use http::{HttpProblem, HttpSettings};
 pub use server::{DEFAULT_SOCKET, ServerSettings};
 
-/// A whole configuration: `[server]` and the hosts of the file and the environment.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// A whole configuration: `[server]` and the hosts of the file and the environment. `Debug` shows
+/// the issuers by name only (their options hold keys).
+#[derive(Clone, PartialEq, Default)]
 pub struct Config {
     /// `[server]`.
     pub server: ServerSettings,
@@ -123,6 +124,25 @@ impl Config {
     }
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Config {
+            server,
+            hosts,
+            env_hosts,
+            issuers,
+            http,
+        } = self;
+        f.debug_struct("Config")
+            .field("server", server)
+            .field("hosts", hosts)
+            .field("env_hosts", env_hosts)
+            .field("issuers", &issuers.keys().collect::<Vec<_>>())
+            .field("http", http)
+            .finish()
+    }
+}
+
 /// Where the daemon's configuration comes from: the `--config` file (if any), the environment,
 /// and command-line overrides. Loading it at start and on SIGHUP goes through [`ConfigSource::load`],
 /// so a reload builds the configuration exactly as the start did.
@@ -207,6 +227,18 @@ mod tests {
             Config::from_toml("[server]\nsokcet = 1"),
             Err(ConfigError::Server(ServerProblem::UnknownOption(_)))
         ));
+    }
+
+    #[test]
+    fn debug_shows_no_issuer_key_and_no_introspection_secret() {
+        let c = Config::from_toml(
+            "[http]\nintrospect_secret = \"introspect-never-shown\"\n\
+             [issuers.\"c.example\"]\nmodule = \"access_token\"\naccess_token_key = \"key-never-shown-0123456789abcdef\"\n",
+        )
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("never-shown"), "{shown}");
+        assert!(shown.contains("c.example"), "{shown}");
     }
 
     #[test]

@@ -38,6 +38,26 @@ pub struct ServerSettings {
     pub verify_cache_size: u64,
     /// Longest time a login is remembered (`verify_cache_ttl`, seconds).
     pub verify_cache_ttl: Duration,
+    /// `allowed_peers` entries `"user:NAME"` / `"user:UID"`. When this or
+    /// [`ServerSettings::allowed_peer_groups`] is not empty, only peers running as one of these
+    /// users or groups may use the socket (checked with `SO_PEERCRED` right after accepting);
+    /// others are closed at once. Both empty (the default): any peer that can open the socket.
+    pub allowed_peer_users: Vec<String>,
+    /// `allowed_peers` entries `"group:NAME"` / `"group:GID"`: a peer process whose group is one of
+    /// these (its effective primary group, the one `SO_PEERCRED` reports; not its supplementary
+    /// groups).
+    pub allowed_peer_groups: Vec<String>,
+}
+
+/// An `allowed_peers` entry: `user:…` (`true`) or `group:…` (`false`), and the name or number, which
+/// is non-empty and has no `:` or white space.
+fn parse_peer(text: &str) -> Option<(bool, &str)> {
+    let (user, name) = match text.strip_prefix("user:") {
+        Some(name) => (true, name),
+        None => (false, text.strip_prefix("group:")?),
+    };
+    let ok = !name.is_empty() && !name.contains(|c: char| c == ':' || c.is_whitespace());
+    ok.then_some((user, name))
 }
 
 impl Default for ServerSettings {
@@ -54,6 +74,8 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(10),
             verify_cache_size: 10_000,
             verify_cache_ttl: Duration::from_secs(600),
+            allowed_peer_users: Vec::new(),
+            allowed_peer_groups: Vec::new(),
         }
     }
 }
@@ -102,9 +124,83 @@ impl ServerSettings {
                 "shutdown_grace" => server.shutdown_grace = Duration::from_secs(limit(0, 3600)?),
                 "verify_cache_size" => server.verify_cache_size = limit(0, 100_000_000)?,
                 "verify_cache_ttl" => server.verify_cache_ttl = Duration::from_secs(limit(0, 86_400)?),
+                "allowed_peers" => {
+                    const EXPECTED: &str =
+                        "a non-empty list of \"user:NAME\", \"user:UID\", \"group:NAME\" or \"group:GID\"";
+                    let entry = |found| ServerProblem::WrongType {
+                        option: key.clone(),
+                        expected: EXPECTED,
+                        found,
+                    };
+                    let items = v.as_array().ok_or_else(|| wrong(EXPECTED))?;
+                    if items.is_empty() {
+                        return Err(entry("an empty list (that would refuse every client)"));
+                    }
+                    for item in items {
+                        let text = item.as_str().ok_or_else(|| entry(type_name(item)))?;
+                        match parse_peer(text) {
+                            Some((true, name)) => server.allowed_peer_users.push(name.to_owned()),
+                            Some((false, name)) => server.allowed_peer_groups.push(name.to_owned()),
+                            None => return Err(entry("a string that is not user:… or group:… with a name")),
+                        }
+                    }
+                }
                 other => return Err(ServerProblem::UnknownOption(other.to_owned())),
             }
         }
         Ok(server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<ServerSettings, ServerProblem> {
+        let value: toml::Table = text.parse().expect("TOML");
+        ServerSettings::from_table(&serde_json::to_value(value).expect("JSON"))
+    }
+
+    #[test]
+    fn allowed_peers_are_users_and_groups() {
+        let none = read("").unwrap();
+        assert!(none.allowed_peer_users.is_empty() && none.allowed_peer_groups.is_empty());
+        let some = read(r#"allowed_peers = ["user:prosody", "group:prosody", "user:0", "group:110"]"#).unwrap();
+        assert_eq!(some.allowed_peer_users, ["prosody", "0"]);
+        assert_eq!(some.allowed_peer_groups, ["prosody", "110"]);
+        for (text, found) in [
+            (r#"allowed_peers = "user:prosody""#, "a string"),
+            ("allowed_peers = []", "an empty list (that would refuse every client)"),
+            ("allowed_peers = [110]", "an integer"),
+            (
+                r#"allowed_peers = ["prosody"]"#,
+                "a string that is not user:… or group:… with a name",
+            ),
+            (
+                r#"allowed_peers = ["user:"]"#,
+                "a string that is not user:… or group:… with a name",
+            ),
+            (
+                r#"allowed_peers = ["uid:0"]"#,
+                "a string that is not user:… or group:… with a name",
+            ),
+            (
+                r#"allowed_peers = ["group:a b"]"#,
+                "a string that is not user:… or group:… with a name",
+            ),
+        ] {
+            match read(text) {
+                Err(ServerProblem::WrongType { option, found: f, .. }) => {
+                    assert_eq!(option, "allowed_peers", "{text}");
+                    assert_eq!(f, found, "{text}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let message = read(r#"allowed_peers = ["prosody"]"#).unwrap_err().to_string();
+        assert!(
+            message.starts_with("[server] allowed_peers: expected a non-empty list of \"user:NAME\""),
+            "{message}"
+        );
     }
 }

@@ -32,11 +32,20 @@ pub enum IssuerState {
     Refused(Arc<IssuerProblem>),
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` (derived for the table) shows the state only: `raw` holds keys.
+#[derive(Clone)]
 struct Entry {
     /// The entry as it came, to tell an unchanged re-`hello` from a change.
     raw: Map<String, Value>,
     state: IssuerState,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]

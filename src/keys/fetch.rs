@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use reqwest::{Client, StatusCode, Url, header, redirect};
 
+use super::kid::ShortKid;
 use crate::cause_chain::cause_chain;
 
 /// How keys are fetched and cached (host options `asap_key_*` and `jwt_pubkey_cache_size`; their
@@ -33,6 +34,21 @@ pub struct FetchSettings {
     pub unknown_kid_rate: u32,
 }
 
+impl FetchSettings {
+    /// The longest one fetch may take: every try timing out, with the backoff between tries.
+    /// With the defaults, 3 tries of 3 s and 100 + 200 ms of backoff: 9.3 s.
+    pub fn longest_fetch(&self) -> Duration {
+        // Past the 5th retry the backoff is always its 1 s cap: no loop over a huge count.
+        let stepped = self.retries.min(BACKOFF_STEPS);
+        let backoffs: Duration = (1..=stepped).map(backoff).sum();
+        let capped = Duration::from_secs(u64::from(self.retries - stepped));
+        self.timeout
+            .saturating_mul(self.retries.saturating_add(1))
+            .saturating_add(backoffs)
+            .saturating_add(capped)
+    }
+}
+
 /// Counters a key source keeps, for `stats` and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct KeySourceStats {
@@ -46,6 +62,9 @@ pub struct KeySourceStats {
     pub negative_hits: u64,
     /// Lookups refused because the unknown-kid fetch budget was spent.
     pub rate_limited: u64,
+    /// Lookups refused at once because the host's budget of fetches (`keys::KEY_WAITS_PER_HOST`)
+    /// was spent.
+    pub busy: u64,
     /// Stale keys served because a refetch failed.
     pub stale_served: u64,
 }
@@ -97,10 +116,16 @@ pub enum KeyError {
         bits: u32,
     },
     /// The unknown-kid fetch budget is spent.
-    #[error("too many fetches for unknown kids; kid {kid:?} not fetched")]
+    #[error("too many fetches for unknown kids (asap_key_fetch_rate); kid {} not fetched", ShortKid(.kid))]
     RateLimited {
         /// The kid not fetched.
         kid: String,
+    },
+    /// The host's budget of fetches is spent (`keys::KEY_WAITS_PER_HOST`).
+    #[error("{limit} key fetches of this host are already under way; not starting another")]
+    Busy {
+        /// The budget.
+        limit: usize,
     },
 }
 
@@ -114,12 +139,22 @@ impl KeyError {
             _ => false,
         }
     }
+
+    /// Whether the key was not looked for because a budget was spent (the unknown-kid rate, the
+    /// host's fetches under way): the same login may succeed a moment later, so it is refused as a
+    /// temporary failure rather than with the permanent-looking `could not obtain public key`.
+    pub fn is_budget(&self) -> bool {
+        matches!(self, KeyError::RateLimited { .. } | KeyError::Busy { .. })
+    }
 }
 
 /// Largest body accepted from a key server or key set URL.
 pub(super) const MAX_BODY: usize = 64 * 1024;
 
 const USER_AGENT: &str = concat!("token-sidecar/", env!("CARGO_PKG_VERSION"));
+
+/// Retries whose backoff is below its cap; from the next one on it is 1 s.
+const BACKOFF_STEPS: u32 = 5;
 
 /// Pause before the `retry`-th retry (1-based): 100 ms, 200 ms, 400 ms… at most 1 s.
 fn backoff(retry: u32) -> Duration {
@@ -371,6 +406,7 @@ pub(super) struct Counters {
     pub misses: AtomicU64,
     pub negative_hits: AtomicU64,
     pub rate_limited: AtomicU64,
+    pub busy: AtomicU64,
     pub stale_served: AtomicU64,
 }
 
@@ -387,6 +423,7 @@ impl Counters {
             misses: get(&self.misses),
             negative_hits: get(&self.negative_hits),
             rate_limited: get(&self.rate_limited),
+            busy: get(&self.busy),
             stale_served: get(&self.stale_served),
         }
     }
@@ -462,5 +499,42 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_millis(200));
         assert_eq!(backoff(3), Duration::from_millis(400));
         assert_eq!(backoff(30), Duration::from_secs(1));
+        assert_eq!(backoff(BACKOFF_STEPS + 1), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn longest_fetch_counts_every_try_and_backoff() {
+        let settings = |timeout_ms, retries| FetchSettings {
+            ttl: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            negative_ttl: Duration::ZERO,
+            timeout: Duration::from_millis(timeout_ms),
+            retries,
+            cache_size: 1,
+            unknown_kid_rate: 0,
+        };
+        let ms = |ms| Duration::from_millis(ms);
+        assert_eq!(settings(3000, 0).longest_fetch(), ms(3000));
+        assert_eq!(settings(3000, 2).longest_fetch(), ms(9000 + 100 + 200));
+        // 11 tries of 0.5 s; backoffs 0.1, 0.2, 0.4, 0.8, then 1 s each.
+        assert_eq!(settings(500, 10).longest_fetch(), ms(5500 + 1500 + 6000));
+        let loop_sum: Duration = (1..=10).map(backoff).sum();
+        assert_eq!(settings(0, 10).longest_fetch(), loop_sum);
+        // A count no option allows still gives an answer, at once.
+        assert!(settings(1, u32::MAX).longest_fetch() > Duration::from_secs(u64::from(u32::MAX)));
+    }
+
+    #[test]
+    fn kids_are_shown_short_in_errors() {
+        let error = KeyError::RateLimited { kid: "x".repeat(500) };
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "too many fetches for unknown kids (asap_key_fetch_rate); kid \"{}\"… not fetched",
+                "x".repeat(16)
+            )
+        );
+        assert!(error.is_budget() && !error.is_transient());
+        assert!(KeyError::Busy { limit: 1 }.is_budget());
     }
 }

@@ -2,8 +2,9 @@
 //! `{kid: "-----BEGIN CERTIFICATE-----…"}` map.
 //!
 //! The set is loaded at the first lookup (or by `refresh`), refreshed after the response's
-//! `max-age` (in the background; lookups keep using the current set, and a failed refresh keeps
-//! it), and reloaded at most once per interval when a token names a kid the set lacks. A key
+//! `max-age` (at most [`MAX_REFRESH`], so that a key revoked from the set leaves on schedule
+//! whatever the server says; in the background; lookups keep using the current set, and a failed
+//! refresh keeps it), and reloaded at most once per interval when a token names a kid the set lacks. A key
 //! that is gone from a newer set stays usable for a grace period, so tokens signed just before a
 //! rotation still verify. One unusable key is skipped, never the whole set.
 
@@ -15,7 +16,37 @@ use std::time::{Duration, Instant};
 use reqwest::Client;
 
 use super::fetch::{self, Counters, FetchSettings, KeyError, KeySourceError, KeySourceStats};
+use super::kid::ShortKid;
 use super::material::VerifyingKey;
+use super::wait::KeyWait;
+
+/// The longest a set is used before it is fetched again, whatever its `max-age` says: a day, so a
+/// key the publisher removed (revoked) stops verifying at most a day (plus the grace period) later.
+/// Google's certificate endpoints say about 6 hours; a year-long `max-age` is a misconfiguration.
+pub const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
+
+/// What a key set says about a kid.
+#[derive(Clone)]
+pub enum KeySetAnswer {
+    /// The kid's key.
+    Found(Arc<VerifyingKey>),
+    /// The set does not have the kid (it was loaded or refreshed for this lookup, or the set is
+    /// fresh and lacks it).
+    Missing,
+    /// The set lacks the kid and may not be refreshed for it yet (one refresh per
+    /// `unknown_kid_interval`): asked again later, it may have it.
+    RefreshLimited,
+}
+
+impl KeySetAnswer {
+    /// The key, if found.
+    pub fn key(self) -> Option<Arc<VerifyingKey>> {
+        match self {
+            KeySetAnswer::Found(key) => Some(key),
+            KeySetAnswer::Missing | KeySetAnswer::RefreshLimited => None,
+        }
+    }
+}
 
 /// The intervals a key set keeps. The defaults follow the Lua plugin; tests shorten them.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,10 +169,17 @@ impl JwksSource {
     /// `Ok(Some(key))` when `kid` is in the set; `Ok(None)` when it is not, even after the one
     /// rate-limited refresh an unknown kid may trigger; `Err` when no set could ever be loaded.
     pub async fn key(&self, kid: &str) -> Result<Option<Arc<VerifyingKey>>, KeyError> {
+        Ok(self.lookup(kid, &mut KeyWait::unlimited()).await?.key())
+    }
+
+    /// As [`JwksSource::key`], saying whether a missing kid was refused a refresh, and taking a
+    /// place in `wait`'s budget before waiting for a fetch (a first load, a refresh for an
+    /// unknown kid, or one already running): [`KeyError::Busy`] when the budget is spent.
+    pub async fn lookup(&self, kid: &str, wait: &mut KeyWait<'_>) -> Result<KeySetAnswer, KeyError> {
         let inner = &self.inner;
         let now = Instant::now();
         let Some(set) = inner.current() else {
-            return self.first_load(kid).await;
+            return self.first_load(kid, wait).await;
         };
         let due = inner.refresh_due(now);
         if due {
@@ -152,9 +190,9 @@ impl JwksSource {
             if due {
                 Counters::bump(&inner.counters.stale_served);
             }
-            return Ok(Some(key));
+            return Ok(KeySetAnswer::Found(key));
         }
-        self.unknown_kid(kid, now).await
+        self.unknown_kid(kid, now, wait).await
     }
 
     /// Fetches the set now; returns how many keys it holds.
@@ -172,9 +210,15 @@ impl JwksSource {
         self.inner.counters.snapshot()
     }
 
+    /// A place in `wait`'s budget before fetching. A lookup that waits for a fetch another one
+    /// started (it waits for `fetching`) takes none: the set is fetched once for all of them.
+    fn enter(&self, wait: &mut KeyWait<'_>) -> Result<(), KeyError> {
+        wait.enter().inspect_err(|_| Counters::bump(&self.inner.counters.busy))
+    }
+
     /// No set yet: load one (one fetch for all waiting callers), unless the last try failed
     /// less than `negative_ttl` ago.
-    async fn first_load(&self, kid: &str) -> Result<Option<Arc<VerifyingKey>>, KeyError> {
+    async fn first_load(&self, kid: &str, wait: &mut KeyWait<'_>) -> Result<KeySetAnswer, KeyError> {
         let inner = &self.inner;
         let mut state = inner.fetching.lock().await;
         if inner.current().is_none() {
@@ -184,12 +228,15 @@ impl JwksSource {
                 Counters::bump(&inner.counters.negative_hits);
                 return Err(error.clone());
             }
+            self.enter(wait)?;
             Counters::bump(&inner.counters.misses);
             inner.load(&mut state).await?;
             drop(state);
-            return Ok(inner
-                .current()
-                .and_then(|set| set.get(kid, Instant::now(), inner.timing.grace)));
+            return Ok(found_or_missing(
+                inner
+                    .current()
+                    .and_then(|set| set.get(kid, Instant::now(), inner.timing.grace)),
+            ));
         }
         // Someone else loaded the set while we waited.
         drop(state);
@@ -200,7 +247,7 @@ impl JwksSource {
     }
 
     /// `kid` is not in the set: refresh once if the unknown-kid interval allows, then look again.
-    async fn unknown_kid(&self, kid: &str, now: Instant) -> Result<Option<Arc<VerifyingKey>>, KeyError> {
+    async fn unknown_kid(&self, kid: &str, now: Instant, wait: &mut KeyWait<'_>) -> Result<KeySetAnswer, KeyError> {
         let inner = &self.inner;
         let seen = inner.generation.load(Ordering::Acquire);
         let mut state = inner.fetching.lock().await;
@@ -218,27 +265,28 @@ impl JwksSource {
         if !allowed {
             Counters::bump(&inner.counters.rate_limited);
             Counters::bump(&inner.counters.negative_hits);
-            return Ok(None);
+            return Ok(KeySetAnswer::RefreshLimited);
         }
+        self.enter(wait)?;
         state.last_unknown_refresh = Some(now);
         Counters::bump(&inner.counters.misses);
-        tracing::debug!(kid = ?kid, url = %inner.url, "unknown kid; refreshing the key set");
+        tracing::debug!(kid = %ShortKid(kid), url = %inner.url, "unknown kid; refreshing the key set");
         // A failed refresh keeps the old set (and is logged by `load`).
         let _ = inner.load(&mut state).await;
         drop(state);
         let found = inner
             .current()
             .and_then(|set| set.get(kid, Instant::now(), inner.timing.grace));
-        Ok(found)
+        Ok(found_or_missing(found))
     }
 
-    fn count_lookup(&self, found: Option<Arc<VerifyingKey>>) -> Option<Arc<VerifyingKey>> {
+    fn count_lookup(&self, found: Option<Arc<VerifyingKey>>) -> KeySetAnswer {
         if found.is_some() {
             Counters::bump(&self.inner.counters.hits);
         } else {
             Counters::bump(&self.inner.counters.negative_hits);
         }
-        found
+        found_or_missing(found)
     }
 
     /// Starts one background refresh unless one is running. Without a tokio runtime the set
@@ -264,6 +312,19 @@ impl JwksSource {
             }
         });
     }
+}
+
+fn found_or_missing(found: Option<Arc<VerifyingKey>>) -> KeySetAnswer {
+    found.map_or(KeySetAnswer::Missing, KeySetAnswer::Found)
+}
+
+/// How long a freshly loaded set is used: its `max-age` (or the default without one), no less than
+/// `min_refresh` and no more than [`MAX_REFRESH`].
+fn refresh_interval(max_age: Option<Duration>, timing: &JwksTiming) -> Duration {
+    max_age
+        .unwrap_or(timing.default_max_age)
+        .min(MAX_REFRESH)
+        .max(timing.min_refresh)
 }
 
 /// Clears `refreshing` when the background refresh ends, however it ends.
@@ -298,9 +359,7 @@ impl Inner {
         let now = Instant::now();
         match result {
             Ok((keys, max_age)) => {
-                let interval = max_age
-                    .unwrap_or(self.timing.default_max_age)
-                    .max(self.timing.min_refresh);
+                let interval = refresh_interval(max_age, &self.timing);
                 let set = self.merge(keys, now);
                 let count = set.live_count();
                 tracing::debug!(url = %self.url, keys = count, refresh_in_s = interval.as_secs(), "loaded key set");
@@ -335,7 +394,7 @@ impl Inner {
                 }
                 let gone = slot.gone_since.unwrap_or(now);
                 if now.saturating_duration_since(gone) < self.timing.grace {
-                    tracing::debug!(url = %self.url, kid = ?kid, "kid gone from the key set; kept for the grace period");
+                    tracing::debug!(url = %self.url, kid = %ShortKid(kid), "kid gone from the key set; kept for the grace period");
                     keys.insert(
                         kid.clone(),
                         Slot {
@@ -372,12 +431,12 @@ fn parse_key_set(body: &[u8], url: &str) -> Result<HashMap<String, Arc<Verifying
     let mut add = |kid: &str, parsed: Result<VerifyingKey, KeyError>| match parsed {
         Ok(key) => {
             if keys.contains_key(kid) {
-                tracing::warn!(url, kid = ?kid, "kid listed twice in key set; using the first");
+                tracing::warn!(url, kid = %ShortKid(kid), "kid listed twice in key set; using the first");
             } else {
                 keys.insert(kid.to_string(), Arc::new(key));
             }
         }
-        Err(error) => tracing::warn!(url, kid = ?kid, %error, "skipping unusable key in key set"),
+        Err(error) => tracing::warn!(url, kid = %ShortKid(kid), %error, "skipping unusable key in key set"),
     };
     if let Some(list) = obj.get("keys") {
         let list = list.as_array().ok_or("JWKS \"keys\" must be an array")?;
@@ -394,7 +453,7 @@ fn parse_key_set(body: &[u8], url: &str) -> Result<HashMap<String, Arc<Verifying
             match value.as_str() {
                 Some(pem) => add(kid, VerifyingKey::from_pem(pem.as_bytes())),
                 None => {
-                    tracing::warn!(url, kid = ?kid, "skipping key set entry that is not a PEM string")
+                    tracing::warn!(url, kid = %ShortKid(kid), "skipping key set entry that is not a PEM string")
                 }
             }
         }
@@ -403,4 +462,26 @@ fn parse_key_set(body: &[u8], url: &str) -> Result<HashMap<String, Arc<Verifying
         return Err(format!("none of the {listed} keys listed could be used"));
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_capped_at_a_day_and_floored_at_min_refresh() {
+        let timing = JwksTiming::default();
+        let secs = Duration::from_secs;
+        assert_eq!(refresh_interval(Some(secs(19_845)), &timing), secs(19_845));
+        assert_eq!(refresh_interval(None, &timing), secs(6 * 3600));
+        // A year, or what `Cache-Control: max-age=99999999999` parses to: a day.
+        assert_eq!(refresh_interval(Some(secs(365 * 86_400)), &timing), MAX_REFRESH);
+        assert_eq!(refresh_interval(Some(Duration::MAX), &timing), secs(86_400));
+        assert_eq!(refresh_interval(Some(secs(0)), &timing), secs(60));
+        let long_default = JwksTiming {
+            default_max_age: secs(7 * 86_400),
+            ..JwksTiming::default()
+        };
+        assert_eq!(refresh_interval(None, &long_default), MAX_REFRESH);
+    }
 }

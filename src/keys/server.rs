@@ -4,7 +4,10 @@
 //! 5xx) the old key is served for up to `stale_if_error` more. Failures are remembered for
 //! `negative_ttl`. Concurrent lookups of one kid share one fetch (moka's per-key
 //! `and_compute_with`), and fetches for kids we have never seen are rate-limited: kids come from
-//! tokens nobody has verified yet.
+//! tokens nobody has verified yet. A lookup that finds the rate spent waits a moment for the next
+//! token ([`UNKNOWN_KID_WAIT`]) rather than being refused, so a burst of random kids delays a real
+//! new kid by a fraction of a second instead of refusing it; a lookup still without one is refused
+//! with [`KeyError::RateLimited`], which logins show as a temporary failure.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +18,9 @@ use moka::ops::compute::Op;
 use reqwest::Client;
 
 use super::fetch::{self, Counters, FetchSettings, KeyError, KeySourceError, KeySourceStats};
+use super::kid::ShortKid;
 use super::material::VerifyingKey;
+use super::wait::{KeyWait, UNKNOWN_KID_WAIT};
 use crate::digest;
 
 /// An ASAP key server (`asap_key_server`): the public key for `kid` is fetched from
@@ -154,9 +159,7 @@ impl TokenBucket {
         if self.rate <= 0.0 {
             return true;
         }
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        self.last = now.max(self.last);
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -164,7 +167,26 @@ impl TokenBucket {
             false
         }
     }
+
+    /// How long until the next token, from `now` (zero when one is there).
+    fn until_next(&mut self, now: Instant) -> Duration {
+        if self.rate <= 0.0 {
+            return Duration::ZERO;
+        }
+        self.refill(now);
+        Duration::from_secs_f64(((1.0 - self.tokens).max(0.0) / self.rate).min(MAX_TOKEN_WAIT_S))
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.last = now.max(self.last);
+    }
 }
+
+/// A bound on [`TokenBucket::until_next`] so that the seconds always make a `Duration` (the
+/// slowest rate, 1 a second, never needs more than 1 s).
+const MAX_TOKEN_WAIT_S: f64 = 3600.0;
 
 impl KeyServer {
     /// `base_url` must be an http or https URL.
@@ -199,12 +221,21 @@ impl KeyServer {
 
     /// The key for `kid`: from the cache, or fetched (once, however many callers wait for it).
     pub async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, KeyError> {
+        self.key_within(kid, &mut KeyWait::unlimited()).await
+    }
+
+    /// As [`KeyServer::key`], taking a place in `wait`'s budget before fetching (or waiting for
+    /// the unknown-kid rate to allow a fetch). A lookup of a kid another lookup is fetching waits
+    /// for that fetch without a place. When the budget is spent the lookup does not wait: it
+    /// serves a key past its TTL if it has one (as when a refetch fails), else it is refused with
+    /// [`KeyError::Busy`].
+    pub async fn key_within(&self, kid: &str, wait: &mut KeyWait<'_>) -> Result<Arc<VerifyingKey>, KeyError> {
         if let Some(entry) = self.cache.get(kid).await
             && let Some(answer) = self.answer_from(&entry, Instant::now())
         {
             return answer;
         }
-        self.fetch_through(kid).await
+        self.fetch_through(kid, wait).await
     }
 
     /// The source's counters.
@@ -233,7 +264,7 @@ impl KeyServer {
     }
 
     /// Fetches `kid` under the per-kid lock, unless someone else did while we waited for it.
-    async fn fetch_through(&self, kid: &str) -> Result<Arc<VerifyingKey>, KeyError> {
+    async fn fetch_through(&self, kid: &str, wait: &mut KeyWait<'_>) -> Result<Arc<VerifyingKey>, KeyError> {
         let mut outcome: Option<Result<Arc<VerifyingKey>, KeyError>> = None;
         let slot = &mut outcome;
         self.cache
@@ -246,9 +277,24 @@ impl KeyServer {
                     return Op::Nop;
                 }
                 let stale = current.and_then(|e| e.stale_key(now, &self.settings));
-                if stale.is_none() && !self.take_unknown_kid_budget(now) {
+                if let Err(busy) = wait.enter() {
+                    *slot = Some(match stale {
+                        Some((key, _)) => {
+                            Counters::bump(&self.counters.hits);
+                            Counters::bump(&self.counters.stale_served);
+                            tracing::debug!(kid = %ShortKid(kid), "too many key fetches; serving the cached key past its TTL");
+                            Ok(key)
+                        }
+                        None => {
+                            Counters::bump(&self.counters.busy);
+                            Err(busy)
+                        }
+                    });
+                    return Op::Nop;
+                }
+                if stale.is_none() && !self.unknown_kid_token().await {
                     Counters::bump(&self.counters.rate_limited);
-                    tracing::debug!(kid = ?kid, "unknown-kid fetch budget spent; not fetching");
+                    tracing::debug!(kid = %ShortKid(kid), "unknown-kid fetch budget spent; not fetching");
                     *slot = Some(Err(KeyError::RateLimited { kid: kid.to_string() }));
                     return Op::Nop;
                 }
@@ -260,16 +306,34 @@ impl KeyServer {
             .await;
         outcome.unwrap_or_else(|| {
             // Unreachable: every branch of the closure fills the slot.
-            Err(KeyError::BadKey(format!("internal error looking up kid {kid:?}")))
+            Err(KeyError::BadKey(format!(
+                "internal error looking up kid {}",
+                ShortKid(kid)
+            )))
         })
     }
 
-    fn take_unknown_kid_budget(&self, now: Instant) -> bool {
-        let mut bucket = self
-            .unknown_kid_budget
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        bucket.take(now)
+    /// A token of the unknown-kid budget, waiting up to [`UNKNOWN_KID_WAIT`] for one. Waiters are
+    /// few (each holds a place in its host's key-wait budget) and wake once per token.
+    async fn unknown_kid_token(&self) -> bool {
+        let give_up = Instant::now() + UNKNOWN_KID_WAIT;
+        loop {
+            let now = Instant::now();
+            let next = {
+                let mut bucket = self
+                    .unknown_kid_budget
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if bucket.take(now) {
+                    return true;
+                }
+                bucket.until_next(now)
+            };
+            if now + next > give_up {
+                return false;
+            }
+            tokio::time::sleep(next).await;
+        }
     }
 
     /// One fetch of `kid`'s key, and what the cache should hold after it.
@@ -281,7 +345,7 @@ impl KeyServer {
         let url = self.url_for(kid);
         match self.fetch_key(&url).await {
             Ok(key) => {
-                tracing::debug!(kid = ?kid, %url, key = ?key, "fetched public key");
+                tracing::debug!(kid = %ShortKid(kid), %url, key = ?key, "fetched public key");
                 let entry = Entry::Key {
                     key: Arc::clone(&key),
                     fetched: Instant::now(),
@@ -291,7 +355,7 @@ impl KeyServer {
             }
             Err(error) => match stale {
                 Some((key, fetched)) if error.is_transient() => {
-                    tracing::warn!(kid = ?kid, %url, %error, "key refetch failed; serving the cached key");
+                    tracing::warn!(kid = %ShortKid(kid), %url, %error, "key refetch failed; serving the cached key");
                     Counters::bump(&self.counters.stale_served);
                     let entry = Entry::Key {
                         key: Arc::clone(&key),
@@ -301,7 +365,7 @@ impl KeyServer {
                     (Ok(key), Op::Put(entry))
                 }
                 _ => {
-                    tracing::warn!(kid = ?kid, %url, %error, "could not fetch public key");
+                    tracing::warn!(kid = %ShortKid(kid), %url, %error, "could not fetch public key");
                     let entry = Entry::Failed {
                         error: error.clone(),
                         at: Instant::now(),
@@ -340,6 +404,52 @@ mod tests {
         let later = start + Duration::from_secs(3600);
         assert!(bucket.take(later) && bucket.take(later));
         assert!(!bucket.take(later));
+    }
+
+    #[test]
+    fn until_next_says_when_a_token_comes() {
+        let mut bucket = TokenBucket::new(10);
+        let start = bucket.last;
+        assert_eq!(bucket.until_next(start), Duration::ZERO);
+        while bucket.take(start) {}
+        let wait = bucket.until_next(start);
+        assert!(
+            wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        assert_eq!(bucket.until_next(start + Duration::from_millis(100)), Duration::ZERO);
+        assert!(bucket.take(start + Duration::from_millis(100)));
+        assert_eq!(TokenBucket::new(0).until_next(start), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_waits_for_the_next_token() {
+        let server = KeyServer::new(
+            "http://127.0.0.1:9/keys",
+            FetchSettings {
+                ttl: Duration::from_secs(60),
+                stale_if_error: Duration::ZERO,
+                negative_ttl: Duration::ZERO,
+                timeout: Duration::from_millis(100),
+                retries: 0,
+                cache_size: 16,
+                unknown_kid_rate: 5,
+            },
+        )
+        .expect("server");
+        let created = server
+            .unknown_kid_budget
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .last;
+        for _ in 0..5 {
+            assert!(server.unknown_kid_token().await);
+        }
+        // The burst is spent: the sixth is not refused but waits for the next token, which comes
+        // 200 ms after the full bucket was made at 5 a second (however slow this machine is).
+        assert!(server.unknown_kid_token().await);
+        let waited = created.elapsed();
+        assert!(waited >= Duration::from_millis(190), "{waited:?}");
     }
 
     #[test]

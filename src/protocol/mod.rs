@@ -5,6 +5,8 @@
 //! A request line is parsed in two steps so that every error can name what is wrong: first into a
 //! JSON object (to find `id` and `op`), then the object into the op's typed arguments. The common
 //! requests (`auth`, `ping`) are read straight into their types when they are exactly as expected.
+//! A line that is not JSON at all still gets its `id` back when the damage comes after it
+//! ([`parse`]), so that the client's request does not wait out its timeout.
 
 pub mod client;
 mod messages;
@@ -14,6 +16,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 
 pub use messages::{
@@ -157,14 +160,15 @@ impl fmt::Display for BadRequest {
 }
 
 /// Parses one request line. The `id` is returned whenever it could be read, so that even a bad
-/// request's error reply can carry it.
+/// request's error reply can carry it: also from a line that is not JSON, when the damage comes
+/// after the `id`.
 pub fn parse(line: &[u8]) -> (Value, Result<Request, BadRequest>) {
     if let Some(fast) = parse_fast(line) {
         return fast;
     }
     let value: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
-        Err(e) => return (Value::Null, Err(BadRequest::NotJson(e.to_string()))),
+        Err(e) => return (recover_id(line), Err(BadRequest::NotJson(e.to_string()))),
     };
     let Value::Object(mut object) = value else {
         return (Value::Null, Err(BadRequest::NotObject(crate::json::kind(&value))));
@@ -238,7 +242,50 @@ fn parse_fast(line: &[u8]) -> Option<(Value, Result<Request, BadRequest>)> {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(op: &'static str, args: Value) -> Result<T, BadRequest> {
+/// The `id` of a line that is not valid JSON, or null. The members of the top-level object are
+/// read in order up to `id` (the other values are skipped, not decoded, so bytes that are not
+/// UTF-8 in a string before it do not stop the walk); whatever comes after `id` may be broken —
+/// bytes that are not UTF-8, a line cut short, a stray character. A request whose error reply
+/// carries its id is answered at once; with a null id the client waits out its timeout, holding
+/// one of its pending slots (issue 10, item 1). The shim writes `id` first for this reason.
+fn recover_id(line: &[u8]) -> Value {
+    let Some(mut at) = punct(line, 0, b'{') else {
+        return Value::Null;
+    };
+    loop {
+        let Some((key, next)) = json_value::<String>(line, at) else {
+            return Value::Null;
+        };
+        let Some(next) = punct(line, next, b':') else {
+            return Value::Null;
+        };
+        if key == "id" {
+            return json_value::<Value>(line, next).map_or(Value::Null, |(id, _)| id);
+        }
+        let Some((IgnoredAny, next)) = json_value::<IgnoredAny>(line, next) else {
+            return Value::Null;
+        };
+        match punct(line, next, b',') {
+            Some(next) => at = next,
+            None => return Value::Null,
+        }
+    }
+}
+
+/// The position after `byte` when it is the next character after whitespace at `at`.
+fn punct(line: &[u8], at: usize, byte: u8) -> Option<usize> {
+    let at = at + line.get(at..)?.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    (line.get(at) == Some(&byte)).then_some(at + 1)
+}
+
+/// One JSON value at `at` (after whitespace), and the position after it.
+fn json_value<T: DeserializeOwned>(line: &[u8], at: usize) -> Option<(T, usize)> {
+    let mut values = serde_json::Deserializer::from_slice(line.get(at..)?).into_iter::<T>();
+    let value = values.next()?.ok()?;
+    Some((value, at + values.byte_offset()))
+}
+
+fn typed<T: DeserializeOwned>(op: &'static str, args: Value) -> Result<T, BadRequest> {
     serde_json::from_value(args).map_err(|e| BadRequest::Fields {
         op,
         detail: e.to_string(),
@@ -298,5 +345,51 @@ mod tests {
         assert!(matches!(r, Ok(Request::Auth(Auth { ref host, .. })) if host == "b"));
         let (_, r) = parse(br#"{"id":1,"op":"ping","host":5}"#);
         assert!(matches!(r, Ok(Request::Ping)));
+    }
+
+    #[test]
+    fn the_id_of_a_line_broken_after_it_is_recovered() {
+        let recovered = |line: &[u8]| {
+            let (id, result) = parse(line);
+            assert!(
+                matches!(result, Err(BadRequest::NotJson(_))),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+            id
+        };
+        // What a shim sent before it cleaned its lines: bytes that are not UTF-8 in `room`.
+        assert_eq!(
+            recovered(b"{\"id\":7,\"op\":\"auth\",\"host\":\"h\",\"room\":\"\xff\",\"token\":\"t\"}"),
+            Value::from(7)
+        );
+        assert_eq!(recovered(br#"{"id":7,"op":"auth",...broken"#), Value::from(7));
+        assert_eq!(recovered(br#" { "id" : "a-1" , "op""#), Value::from("a-1"));
+        assert_eq!(recovered(br#"{"id":{"n":[1,2]},"#), serde_json::json!({"n": [1, 2]}));
+        assert_eq!(recovered(b"{\"id\":1,\"op\":"), Value::from(1));
+        // Members before the id are skipped unread, bytes that are not UTF-8 included.
+        assert_eq!(
+            recovered(
+                b"{\"op\":\"auth\",\"user_agent\":\"\xfe\xff\",\"n\":[1,{\"a\":null}],\"id\":9,\"room\":\"\xff\"}"
+            ),
+            Value::from(9)
+        );
+        // Escaped key names are keys like any other.
+        assert_eq!(recovered(br#"{"\u0069d":3,"x":tru"#), Value::from(3));
+        // Nothing to recover: the damage comes first, or there is no id, or the id itself is broken.
+        for line in [
+            &b"not json"[..],
+            b"",
+            b"{",
+            b"{\"op\":\"\xff\"",
+            b"{\"\xff\":1,\"id\":2,",
+            b"{\"op\":\"auth\" \"id\":2,",
+            b"{\"id\":7x,",
+            b"{\"id\":\"\xff\",",
+            b"{\"id\":",
+            b"[{\"id\":1},",
+        ] {
+            assert_eq!(recovered(line), Value::Null, "{:?}", String::from_utf8_lossy(line));
+        }
     }
 }

@@ -22,6 +22,9 @@ pub enum ErrorCode {
     UnsupportedVersion,
     /// A host neither registered by `hello` nor in the TOML file.
     UnknownHost,
+    /// A host whose settings from `hello` were refused: it answers no login or room check until
+    /// a `hello` brings valid settings.
+    SettingsRefused,
     /// A `token_sha256` the daemon does not remember.
     UnknownToken,
     /// The occupancy store could not be reached.
@@ -36,6 +39,7 @@ impl ErrorCode {
             ErrorCode::LineTooLong => "line-too-long",
             ErrorCode::UnsupportedVersion => "unsupported-version",
             ErrorCode::UnknownHost => "unknown-host",
+            ErrorCode::SettingsRefused => "settings-refused",
             ErrorCode::UnknownToken => "unknown-token",
             ErrorCode::StoreUnavailable => "store-unavailable",
         }

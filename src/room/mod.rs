@@ -421,6 +421,10 @@ fn lowercase_pattern_literals(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len());
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
+        if c.is_ascii() && c != '%' {
+            out.push(c.to_ascii_lowercase());
+            continue;
+        }
         if c != '%' {
             out.extend(c.to_lowercase());
             continue;
@@ -580,6 +584,57 @@ mod tests {
         ] {
             let reference = lua_match(node, "^%[([^%]]+)%](.+)$").ok().flatten();
             assert_eq!(split_tenant(node).map(|(t, _)| t.to_owned()), reference, "{node:?}");
+        }
+    }
+
+    /// Issue 10, item 4: a 1,000-character room against `[` + 5,000 characters + `a]*`, repeated,
+    /// is refused as too complex, quickly.
+    #[test]
+    fn a_room_pattern_over_wide_sets_is_refused_quickly() {
+        let policy = RoomPolicy {
+            enable_domain_verification: true,
+            require_room_claim: true,
+            allow_empty_token: false,
+            muc_domain_base: Some("meet.example.com".to_owned()),
+            muc_domain_prefix: "conference".to_owned(),
+            muc_domain: Some("conference.meet.example.com".to_owned()),
+        };
+        let set: String = "BCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+            .chars()
+            .cycle()
+            .take(5000)
+            .collect();
+        let context = serde_json::json!({"regex": true});
+        let jid = format!("{}@conference.meet.example.com", "a".repeat(1000));
+        // 3 repeats fit a 16 KiB token; 12 fit a socket request line (session fields).
+        for repeats in [3, 12] {
+            let claim = Value::String(format!("[{set}a]*").repeat(repeats) + "$");
+            let sub = Value::String("meet.example.com".to_owned());
+            let session = RoomSession {
+                has_token: true,
+                room: Some(&claim),
+                sub: Some(&sub),
+                context_room: Some(&context),
+                tenant: None,
+                query_prefix: "",
+            };
+            let target = RoomTarget {
+                jid: &jid,
+                allow_unauthenticated_access: None,
+            };
+            let started = std::time::Instant::now();
+            let decision = verify_room(&policy, &session, &target);
+            let took = started.elapsed();
+            println!("1000-character room, {repeats} wide sets: {took:?}");
+            match decision {
+                RoomDecision::Deny { denial, detail } => {
+                    assert_eq!(denial, RoomDenial::RoomNameDoesNotMatch);
+                    assert!(detail.contains("pattern too complex"), "{detail}");
+                }
+                other => panic!("{other:?}"),
+            }
+            // The goal is well under 50 ms; generous for slow CI machines.
+            assert!(took < std::time::Duration::from_millis(500), "took {took:?}");
         }
     }
 

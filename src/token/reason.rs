@@ -1,4 +1,5 @@
-//! Why a token is refused: one variant per failure, with the exact text of Jitsi's plugins.
+//! Why a token is refused: one variant per failure, with the exact text of Jitsi's plugins (and
+//! one of ours, [`Reason::KeyBusy`], for a key that may be had if the login is tried again).
 
 use std::fmt;
 
@@ -57,6 +58,12 @@ pub enum Reason {
     BadTokenFormat,
     /// `could not obtain public key`
     NoPublicKey,
+    /// `could not obtain public key; try again` (ours, with the condition
+    /// `temporary-auth-failure`): the key was not looked for, or not waited for, because a budget
+    /// was spent — the unknown-kid fetch rate (`asap_key_fetch_rate`), the host's key fetches under
+    /// way, or the longest a login waits for keys. The same login may succeed a moment later;
+    /// Jitsi's plugins have no such limits, and `could not obtain public key` would look final.
+    KeyBusy,
     /// `signature verification key is missing`
     NoVerificationKey,
     /// `jwt missing required context claim`
@@ -95,6 +102,7 @@ impl fmt::Display for Reason {
             Reason::KidNeedsAsymmetricAlg => "'kid' claim only support with RS family",
             Reason::BadTokenFormat => "bad token format",
             Reason::NoPublicKey => "could not obtain public key",
+            Reason::KeyBusy => "could not obtain public key; try again",
             Reason::NoVerificationKey => "signature verification key is missing",
             Reason::ContextRequired => "jwt missing required context claim",
         };
@@ -103,9 +111,14 @@ impl fmt::Display for Reason {
 }
 
 impl Reason {
-    /// The SASL condition. Every token failure is `not-allowed`, as in Jitsi's plugins.
+    /// The SASL condition. Every token failure is `not-allowed`, as in Jitsi's plugins, but for
+    /// [`Reason::KeyBusy`]: `temporary-auth-failure` (RFC 6120 6.5.12), the condition the shim also
+    /// gives when the daemon cannot answer, which tells the client to try again.
     pub fn condition(&self) -> &'static str {
-        "not-allowed"
+        match self {
+            Reason::KeyBusy => "temporary-auth-failure",
+            _ => "not-allowed",
+        }
     }
 
     /// What to change, in plain words, for `verify --explain`.
@@ -149,6 +162,9 @@ impl Reason {
             Reason::BadTokenFormat => "the header (before the first '.') must be base64url of a JSON object",
             Reason::NoPublicKey => {
                 "the key for this kid could not be fetched: check asap_key_server / cache_keys_url and that <sha256(kid)>.pem exists"
+            }
+            Reason::KeyBusy => {
+                "the key was not fetched now (too many new kids a second for asap_key_fetch_rate, too many key fetches of this host already under way, or no answer within the time a login waits): the same login may succeed in a moment; if it keeps happening, check the key server's speed and asap_key_fetch_rate"
             }
             Reason::NoVerificationKey => "configure app_secret, asap_key_server or cache_keys_url for this host",
             Reason::ContextRequired => "this session requires a context claim: add context{user,…}",

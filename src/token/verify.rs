@@ -6,6 +6,7 @@
 //! `exp`/`nbf` types and times, `iss`, `aud`, `room`, required context.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
@@ -15,7 +16,10 @@ use serde_json::{Map, Value};
 
 use super::{Accepted, AuthRequest, Check, MAX_TOKEN_BYTES, Purpose, Reason, Rejection, Trace, Verdict, VerifiedToken};
 use crate::config::{ConfigError, HostProblem, HostSettings};
-use crate::keys::{JwksSource, KeyError, KeyServer, KeySourceStats, VerifyingKey, is_hmac, parse_algorithm};
+use crate::keys::{
+    JwksSource, KEY_WAIT_LIMIT, KEY_WAITS_PER_HOST, KeyError, KeyServer, KeySetAnswer, KeySourceStats, KeyWait,
+    KeyWaitBudget, ShortKid, VerifyingKey, is_hmac, parse_algorithm,
+};
 use crate::{digest, json};
 
 /// base64url that accepts the segment with or without `=` padding, as Lua's decoder does.
@@ -60,6 +64,12 @@ pub struct Verifier {
     secret: Option<VerifyingKey>,
     key_server: Option<KeyServer>,
     key_set: Option<JwksSource>,
+    /// Lookups fetching from the key server or key set: at most [`KEY_WAITS_PER_HOST`].
+    key_waits: KeyWaitBudget,
+    /// The longest one lookup waits, whatever it waits behind (a fetch another login started,
+    /// the key set and then the key server): [`KEY_WAIT_LIMIT`], or one whole fetch when the
+    /// settings allow a longer one (hosts of the TOML file may).
+    longest_wait: Duration,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -99,11 +109,14 @@ impl Verifier {
             .transpose()
             .map_err(key_source("cache_keys_url"))?;
         let secret = settings.app_secret.as_deref().map(|s| VerifyingKey::hmac(s.as_bytes()));
+        let longest_wait = settings.fetch.longest_fetch().max(KEY_WAIT_LIMIT);
         Ok(Verifier {
             settings: Arc::new(settings),
             secret,
             key_server,
             key_set,
+            key_waits: KeyWaitBudget::new(KEY_WAITS_PER_HOST),
+            longest_wait,
         })
     }
 
@@ -229,6 +242,7 @@ impl Verifier {
             },
             format!("{alg:?} signature is valid")
         );
+        step!(trace, "crit", check_crit(&header), "absent".into());
         match request.purpose {
             Purpose::Login => step!(trace, "exp/nbf", self.check_times(&claims, now), "in date".into()),
             Purpose::RoomJoin => record(trace, "exp/nbf", true, || {
@@ -353,23 +367,65 @@ impl Verifier {
         }
         *early_header = Some(header);
 
+        let mut wait = self.key_waits.lookup();
+        let mut lookup = std::pin::pin!(self.remote_key(&kid, &mut wait));
+        // Most lookups are answered from the cache without waiting, and need no timer.
+        if let Some(choice) = futures::FutureExt::now_or_never(lookup.as_mut()) {
+            return choice;
+        }
+        match tokio::time::timeout(self.longest_wait, lookup).await {
+            Ok(choice) => choice,
+            Err(_) => Err(Rejection::with(
+                Reason::KeyBusy,
+                format!(
+                    "kid {}: no key within {} ms, the longest a login waits for keys",
+                    ShortKid(&kid),
+                    self.longest_wait.as_millis()
+                ),
+            )),
+        }
+    }
+
+    /// The key for `kid` from the key set, then the key server. A budget that was spent (the
+    /// unknown-kid rate, the fetches under way) is [`Reason::KeyBusy`], a temporary failure; only a
+    /// lookup that was made and failed is `could not obtain public key`.
+    async fn remote_key(&self, kid: &str, wait: &mut KeyWait<'_>) -> Result<KeyChoice, Rejection> {
+        let shown = ShortKid(kid);
         let mut failure = None;
+        let mut not_now = None;
         if let Some(set) = &self.key_set {
-            match set.key(&kid).await {
-                Ok(Some(key)) => return Ok(KeyChoice::Shared(key)),
-                Ok(None) => failure = Some(format!("kid {kid:?} is not in the key set at cache_keys_url")),
+            match set.lookup(kid, wait).await {
+                Ok(KeySetAnswer::Found(key)) => return Ok(KeyChoice::Shared(key)),
+                Ok(KeySetAnswer::Missing) => {
+                    failure = Some(format!("kid {shown} is not in the key set at cache_keys_url"));
+                }
+                Ok(KeySetAnswer::RefreshLimited) => {
+                    not_now = Some(format!(
+                        "kid {shown} is not in the key set at cache_keys_url, which was fetched again for an unknown kid moments ago"
+                    ));
+                }
+                Err(e) if e.is_budget() => not_now = Some(format!("kid {shown}: key set at cache_keys_url: {e}")),
                 Err(e) => failure = Some(format!("key set at cache_keys_url: {e}")),
             }
         }
         if let Some(server) = &self.key_server {
-            return server.key(&kid).await.map(KeyChoice::Shared).map_err(|e| {
-                Rejection::with(
-                    Reason::NoPublicKey,
-                    format!("kid {kid:?}: {e} (is asap_key_server right?)"),
-                )
-            });
+            return server
+                .key_within(kid, wait)
+                .await
+                .map(KeyChoice::Shared)
+                .map_err(|e| match e {
+                    KeyError::RateLimited { .. } => Rejection::with(Reason::KeyBusy, e.to_string()),
+                    e if e.is_budget() => Rejection::with(Reason::KeyBusy, format!("kid {shown}: {e}")),
+                    e => Rejection::with(
+                        Reason::NoPublicKey,
+                        format!("kid {shown}: {e} (is asap_key_server right?)"),
+                    ),
+                });
         }
-        Err(Rejection::with(Reason::NoPublicKey, failure.unwrap_or_default()))
+        match not_now {
+            Some(detail) => Err(Rejection::with(Reason::KeyBusy, detail)),
+            None => Err(Rejection::with(Reason::NoPublicKey, failure.unwrap_or_default())),
+        }
     }
 
     fn check_alg(&self, header: &Map<String, Value>, key: &VerifyingKey) -> Result<Algorithm, Rejection> {
@@ -476,8 +532,24 @@ fn check_typ(header: &Map<String, Value>) -> Result<(), Rejection> {
     }
 }
 
+/// RFC 7515 4.1.11: `crit` lists extensions the recipient must understand, or refuse the token.
+/// We understand none, so any `crit` is refused (Jitsi's plugins ignore it), after the signature.
+fn check_crit(header: &Map<String, Value>) -> Result<(), Rejection> {
+    match header.get("crit") {
+        None => Ok(()),
+        Some(crit) => Err(Rejection::with(
+            Reason::InvalidHeader,
+            format!(
+                "crit is {}: it names extensions that must be understood, and none are (RFC 7515 4.1.11)",
+                show(Some(crit))
+            ),
+        )),
+    }
+}
+
 /// `iss`/`aud` against an accepted list: `*` accepts any present value; otherwise a string equal
-/// to an entry, or (for arrays, RFC 7519 `aud`) any member equal to one.
+/// to an entry, or (for arrays, RFC 7519 `aud`) any member equal to one. Only `aud` may be an
+/// array: an array `iss` is refused, even under `*`.
 fn check_listed(
     claims: &Map<String, Value>,
     name: &str,
@@ -488,6 +560,12 @@ fn check_listed(
     let Some(value) = claims.get(name) else {
         return Err(Rejection::new(missing));
     };
+    if name != "aud" && value.is_array() {
+        return Err(Rejection::with(
+            invalid,
+            format!("{name} {} is an array; only aud may be one", show(Some(value))),
+        ));
+    }
     if accepted.iter().any(|a| a == "*") {
         return Ok(());
     }

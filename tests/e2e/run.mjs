@@ -1805,6 +1805,74 @@ test('a daemon that lies (ok:"yes", a condition that is no XML name, garbage, a 
   note(`a lying daemon replaced by the real one: first token login succeeded ${recovered} ms after its start`);
 }, { timeoutMs: 40000 });
 
+// --- Hardening (issue 10) ---------------------------------------------------------------------
+
+test('bytes that are not UTF-8 in ?room= and ?prefix= → a normal login, well under a second (the shim cleans the line; before, the daemon could not read it and the login waited out the timeout)', async () => {
+  await ensureRoom(MUC('room1'));
+  const c = await login({ rawQuery: `room=%ff&prefix=%fe%80&token=${T(user('room-ff'))}` });
+  expectLoginOk(c, '?room=%ff&prefix=%fe%80');
+  check(c.result.ms < 500, `login took ${c.result.ms} ms`);
+  const d = await login({ rawQuery: `room=%ff&token=${T(user('room-ff-join'))}` });
+  expectLoginOk(d, '?room=%ff');
+  expectJoined(await d.join(MUC('room1'), 'room-ff-join'), 'join room1 after ?room=%ff');
+});
+
+test('a User-Agent that is not UTF-8 (Latin-1 bytes) → a normal login, well under a second', async () => {
+  const c = await login({ query: { token: T(user('latin1-agent')) }, headers: { 'User-Agent': 'Mozilla/5.0 (\xe9t\xe9) \xff' } });
+  expectLoginOk(c, 'Latin-1 User-Agent');
+  check(c.result.ms < 500, `login took ${c.result.ms} ms`);
+});
+
+test('settings refused on reload (a rotated app_secret plus a typo in another option): tokens with the old and the new secret → temporary-auth-failure, the rejection logged at error level by the shim and the daemon; valid settings → logins work', async () => {
+  const cfg = join(tmp, 'prosody.cfg.lua');
+  const spec = TOKEN_HOSTS['nodv.example.com'];
+  const saved = spec.options;
+  const tryLogin = async (token) => { const c = await login({ domain: 'nodv.example.com', query: { token } }); c.close(); return c; };
+  const [oldToken, newToken] = [T(user('rotated')), T(user('rotated'), { secret: 'rotated-secret' })];
+  const reload = async (seen) => {
+    process.kill(prosody.pid, 'SIGHUP');
+    // Wait until the daemon has logged what the shim sent (or 5 s).
+    for (let i = 0; i < 100 && !seen(readFileSync(join(tmp, 'daemon.log'), 'utf8')); i++) await sleep(50);
+    await sleep(100);
+  };
+  const logSize = () => readFileSync(join(tmp, 'prosody.log'), 'utf8').length;
+  expectLoginOk(await tryLogin(oldToken), 'before the reload');
+  const prosodyLogFrom = logSize();
+  const daemonLogFrom = readFileSync(join(tmp, 'daemon.log'), 'utf8').length;
+  try {
+    spec.options = { ...saved, app_secret: 'rotated-secret', allow_empty_token: 'yes' };
+    writeFileSync(cfg, prosodyConfig());
+    await reload((log) => log.slice(daemonLogFrom).includes('allow_empty_token'));
+    for (const [what, token] of [['old secret', oldToken], ['new secret', newToken], ['no token', undefined]]) {
+      const c = await tryLogin(token);
+      try {
+        expectSaslFailure(c, 'token service unavailable', 'temporary-auth-failure');
+      } catch (e) {
+        throw new Failure(`${what}: ${e.message}`);
+      }
+    }
+    const shimLog = readFileSync(join(tmp, 'prosody.log'), 'utf8').slice(prosodyLogFrom);
+    check(/error\s.*token service rejected the settings of nodv\.example\.com: .*allow_empty_token/.test(shimLog),
+      'the shim logs the rejection at error level');
+    check(/error\s.*settings-refused: .*allow_empty_token/.test(shimLog), 'the shim logs each refused login at error level with the reason');
+    const daemonLog = readFileSync(join(tmp, 'daemon.log'), 'utf8').slice(daemonLogFrom);
+    check(/ERROR.*nodv\.example\.com.*allow_empty_token/.test(daemonLog), 'the daemon logs the rejection at error level');
+
+    spec.options = { ...saved, app_secret: 'rotated-secret' };
+    writeFileSync(cfg, prosodyConfig());
+    const from = readFileSync(join(tmp, 'daemon.log'), 'utf8').length;
+    await reload((log) => log.slice(from).includes('registered'));
+    expectLoginOk(await tryLogin(newToken), 'new secret after valid settings');
+    expectSaslFailure(await tryLogin(oldToken), 'Invalid signature');
+  } finally {
+    spec.options = saved;
+    writeFileSync(cfg, prosodyConfig());
+    const from = readFileSync(join(tmp, 'daemon.log'), 'utf8').length;
+    await reload((log) => log.slice(from).includes('registered'));
+  }
+  expectLoginOk(await tryLogin(oldToken), 'the original settings back');
+}, { timeoutMs: 30000 });
+
 // ---------------------------------------------------------------------------------------------
 // Main
 

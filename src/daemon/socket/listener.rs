@@ -2,10 +2,18 @@
 //!
 //! The [`Listener`] accepts under a semaphore of `max_connections`. Each connection gets a
 //! [`Handler`]: a reader loop that takes one per-connection permit before reading each line and a
-//! global permit before working on it, spawns the work, and a writer task fed by a bounded channel.
+//! global permit before working on it, answers it, and a writer task fed by a bounded channel.
 //! A full per-connection or global budget therefore stops reading (backpressure); a client that
 //! never reads its replies fills its channel, its work waits to hand over replies while holding its
 //! per-connection permits, and its reader stops. Nothing queues without bound.
+//!
+//! A request that cannot be answered at once waits on I/O (a key server, a key set): it is handed
+//! to its own task and gives both permits back, so that requests waiting for a slow key source never
+//! hold up the ones behind them on the connection (the shim sends every login of a Prosody down
+//! one connection). Such tasks are bounded by [`WAITING_PER_CONNECTION`] on each connection, and the
+//! key waits among them also by their host's key-wait budget (`keys::KEY_WAITS_PER_HOST`), past
+//! which a login is refused at once; a request beyond [`WAITING_PER_CONNECTION`] keeps its
+//! permits, as every request did before.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -67,6 +75,8 @@ pub struct Listener {
 impl Listener {
     /// Accepts until the task is dropped (the caller races this against the shutdown signal).
     pub async fn run(&self) {
+        // `[server] allowed_peers`: a peer not listed is closed before anything is read from it.
+        let peers = super::PeerPolicy::for_accepting(&self.shared.settings);
         loop {
             let Ok(permit) = self.limit_connections.clone().acquire_owned().await else {
                 return;
@@ -80,6 +90,9 @@ impl Listener {
                     continue;
                 }
             };
+            if peers.as_ref().is_some_and(|peers| !peers.admits(&stream)) {
+                continue;
+            }
             let handler = Handler {
                 shared: self.shared.clone(),
                 shutdown: Shutdown::new(self.notify_shutdown.subscribe()),
@@ -106,6 +119,8 @@ struct ConnectionGuard(Arc<Shared>, Reporter);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        // The hosts this connection registered are no longer held by it (docs/PROTOCOL.md).
+        self.0.registry.release(self.1);
         self.0
             .stats
             .connections
@@ -142,6 +157,7 @@ impl Handler {
         let (replies, queue) = mpsc::channel::<Vec<u8>>(per_connection);
         let writer = tokio::spawn(write_replies(write, queue, settings.write_timeout));
         let budget = Arc::new(Semaphore::new(per_connection));
+        let waiting = Arc::new(Semaphore::new(WAITING_PER_CONNECTION));
         // Replies answered inline, handed to the writer as one chunk when the reader runs out of
         // buffered lines (or the chunk is large), so that a burst of requests costs one write.
         let mut batch: Vec<u8> = Vec::new();
@@ -227,7 +243,8 @@ impl Handler {
             };
             // Most requests (HS256, cached tokens, ping) finish without waiting: answer those here,
             // and hand only the ones that wait (a key fetch) to their own task, so that they never
-            // stall the rest of the connection.
+            // stall the rest of the connection: that task gives the connection's permit and the
+            // global one back while it waits, within the connection's waiting budget.
             let owned = shared.clone();
             let work = async move { ops::answer(&owned, reporter, &line).await };
             // The future is over a KiB, too large for malloc's fast bins: reuse the box of the
@@ -248,13 +265,26 @@ impl Handler {
                 }
                 None => {
                     let replies = replies.clone();
-                    tokio::spawn(async move {
-                        let reply = answer.await;
-                        drop(global);
-                        // An error here means the peer is gone; the reply has nowhere to go.
-                        let _ = replies.send(reply.to_line()).await;
-                        drop(permit);
-                    });
+                    match waiting.clone().try_acquire_owned() {
+                        Ok(place) => {
+                            drop(global);
+                            drop(permit);
+                            tokio::spawn(async move {
+                                let reply = answer.await;
+                                // An error here means the peer is gone; the reply has nowhere to go.
+                                let _ = replies.send(reply.to_line()).await;
+                                drop(place);
+                            });
+                        }
+                        Err(_) => {
+                            tokio::spawn(async move {
+                                let reply = answer.await;
+                                drop(global);
+                                let _ = replies.send(reply.to_line()).await;
+                                drop(permit);
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -266,6 +296,12 @@ impl Handler {
         let _ = writer.await;
     }
 }
+
+/// Requests of one connection that may wait on I/O without holding its in-flight permits. Enough
+/// for four hosts' whole key-wait budgets (`keys::KEY_WAITS_PER_HOST`, 256). Each is a task holding
+/// its request line and a future of about a KiB: a few MiB for a connection's waiting logins with
+/// Jitsi's 1 KiB tokens, about 17 MiB with 16 KiB ones (the largest a login verifies).
+const WAITING_PER_CONNECTION: usize = 1024;
 
 /// Inline replies are handed to the writer in chunks of about this size at most.
 const BATCH_BYTES: usize = 16 * 1024;

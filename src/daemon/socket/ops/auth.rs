@@ -5,16 +5,17 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::clock::unix_now;
-use crate::daemon::hosts::Host;
+use crate::daemon::hosts::{Host, Unavailable};
 use crate::daemon::login::{AcceptedLogin, ROOM_ONLY};
 use crate::daemon::state::{Shared, Stats};
 use crate::digest;
-use crate::protocol::{Auth, Refusal, Reply};
+use crate::protocol::{Auth, ErrorCode, Refusal, Reply};
 use crate::token::{Accepted, AuthRequest, Purpose, Reason, Rejection};
 
 pub(super) async fn auth(shared: &Shared, id: Value, auth: Auth<'_>) -> Reply {
-    let Some(host) = shared.registry.get(&auth.host) else {
-        return Reply::unknown_host(id, &auth.host);
+    let host = match shared.registry.get(&auth.host) {
+        Ok(host) => host,
+        Err(unavailable) => return host_unavailable(id, &auth.host, &unavailable),
     };
     let request = AuthRequest {
         token: auth.token.as_deref(),
@@ -44,6 +45,25 @@ pub(super) async fn auth(shared: &Shared, id: Value, auth: Auth<'_>) -> Reply {
                 "login refused"
             );
             Reply::refused(id, &Refusal::token(&rejection))
+        }
+    }
+}
+
+/// The error reply to a login or room check for a host that cannot answer it. A host whose
+/// settings were refused answers nothing, not even from remembered logins: its settings may have
+/// been replaced because a secret leaked. The shim treats the error as the service failing
+/// (`temporary-auth-failure`, `service-unavailable`) and logs its text at error level; the
+/// daemon logged the refused settings at error level when the `hello` came.
+pub(super) fn host_unavailable(id: Value, name: &str, unavailable: &Unavailable) -> Reply {
+    match unavailable {
+        Unavailable::Unknown => Reply::unknown_host(id, name),
+        Unavailable::Refused(why) => {
+            tracing::debug!(host = %name, "request refused: the host's settings were refused");
+            Reply::error(
+                id,
+                ErrorCode::SettingsRefused,
+                format!("{why}; until a hello brings valid settings, logins and room checks on this host are refused"),
+            )
         }
     }
 }

@@ -1,13 +1,24 @@
 //! `hello`: the protocol version, and the hosts the shim read from Prosody's config.
+//!
+//! A host's settings are refused when they are not valid (the host then refuses logins until a
+//! `hello` brings valid ones) or when another open connection holds other settings for it
+//! ([`crate::daemon::hosts`]); each refusal is logged at error level and named in `errors`.
 
 use serde_json::{Map, Value};
 
+use crate::access::Reporter;
 use crate::config::HostSettings;
 use crate::config::options::unknown_options;
 use crate::daemon::state::{DAEMON_VERSION, Shared};
 use crate::protocol::{ErrorCode, Hello, PROTOCOL_VERSION, Reply};
 
-pub(super) fn hello(shared: &Shared, id: Value, hello: Hello) -> Reply {
+/// A `hello` from `connection`, which then holds the hosts it registers until it closes and the
+/// listener calls [`crate::daemon::hosts::Registry::release`] for it.
+pub(super) fn hello(shared: &Shared, connection: Reporter, id: Value, hello: Hello) -> Reply {
+    register(shared, Some(connection), id, hello)
+}
+
+fn register(shared: &Shared, connection: Option<Reporter>, id: Value, hello: Hello) -> Reply {
     if hello.version != PROTOCOL_VERSION {
         return Reply::error(
             id,
@@ -22,11 +33,12 @@ pub(super) fn hello(shared: &Shared, id: Value, hello: Hello) -> Reply {
     let mut errors = Map::new();
     let mut warnings = Vec::new();
     for (name, options) in &hello.hosts {
-        let registered = HostSettings::from_options(name, options, false).and_then(|settings| {
-            let host_warnings = settings.warnings();
-            let replaced = shared.registry.set_hello(settings)?;
-            Ok((replaced, host_warnings))
-        });
+        let settings = HostSettings::from_options(name, options, false);
+        let host_warnings = settings.as_ref().map(HostSettings::warnings).unwrap_or_default();
+        let registered = shared
+            .registry
+            .set_hello(name, options, settings, connection, hello.instance.as_deref())
+            .map(|replaced| (replaced, host_warnings));
         match registered {
             Ok((replaced, host_warnings)) => {
                 // A shim forwards what Prosody has: unknown names are worth a warning, not a refusal.
@@ -43,7 +55,7 @@ pub(super) fn hello(shared: &Shared, id: Value, hello: Hello) -> Reply {
                 accepted.push(Value::String(name.clone()));
             }
             Err(e) => {
-                tracing::warn!(host = %name, "hello: {e}");
+                tracing::error!(host = %name, instance = ?hello.instance, "hello: settings refused: {e}");
                 errors.insert(name.clone(), Value::String(e.to_string()));
             }
         }

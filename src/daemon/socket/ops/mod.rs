@@ -32,7 +32,7 @@ pub async fn answer(shared: &Shared, reporter: Reporter, line: &[u8]) -> Reply {
 
 async fn execute(shared: &Shared, reporter: Reporter, id: Value, request: Request) -> Reply {
     match request {
-        Request::Hello(hello) => hello::hello(shared, id, hello),
+        Request::Hello(hello) => hello::hello(shared, reporter, id, hello),
         Request::Auth(auth) => auth::auth(shared, id, auth).await,
         Request::Room(room) => room::room(shared, id, room).await,
         Request::Ping => Reply::new(id, true).with("daemon", DAEMON_VERSION),

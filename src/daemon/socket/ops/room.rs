@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::auth::verify;
+use super::auth::{host_unavailable, verify};
 use crate::daemon::login::AcceptedLogin;
 use crate::daemon::state::{Shared, Stats};
 use crate::digest;
@@ -24,8 +24,9 @@ enum Login {
 }
 
 pub(super) async fn room(shared: &Shared, id: Value, room: Room<'_>) -> Reply {
-    let Some(host) = shared.registry.get(&room.host) else {
-        return Reply::unknown_host(id, &room.host);
+    let host = match shared.registry.get(&room.host) {
+        Ok(host) => host,
+        Err(unavailable) => return host_unavailable(id, &room.host, &unavailable),
     };
     let prefix = room.prefix.as_deref().unwrap_or("");
     let sha256 = match (&room.token_sha256, &room.token) {

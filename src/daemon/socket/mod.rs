@@ -151,7 +151,13 @@ impl PrivateDir {
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => return Ok(PrivateDir(dir)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => n += 1,
-                Err(e) => return Err(io_error(&dir, "create a private directory to bind in")(e)),
+                // Named by the socket's directory: that is what the admin must fix.
+                Err(e) => {
+                    return Err(io_error(
+                        parent,
+                        "create a private directory there to bind the socket in",
+                    )(e));
+                }
             }
         }
     }

@@ -58,13 +58,13 @@ pub enum AccessRefusal {
         accepted: Arc<str>,
     },
     /// The header's kid names no key of this verifier.
-    #[error("no key with kid {kid:?}")]
+    #[error("no key with kid {}", crate::keys::ShortKid(kid))]
     NoKey {
         /// The header's kid.
         kid: String,
     },
     /// The key the kid names is for another algorithm.
-    #[error("the key with kid {kid:?} does not verify {alg}")]
+    #[error("the key with kid {} does not verify {alg}", crate::keys::ShortKid(kid))]
     KeyRejectsAlg {
         /// The header's kid.
         kid: String,
@@ -231,7 +231,7 @@ impl AccessVerifier {
                     });
                 }
                 Err(error) => {
-                    tracing::warn!(kid = ?kid, %error, "skipping unusable key in the JWKS");
+                    tracing::warn!(kid = ?kid.map(crate::keys::ShortKid), %error, "skipping unusable key in the JWKS");
                     first_error.get_or_insert(error);
                 }
             }
@@ -451,6 +451,8 @@ fn time_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<
 }
 
 /// The header's kid for a message, cut short: it comes from the token, which may be 16 KiB.
+/// The header's kid as a refusal keeps it: its first 64 characters (messages show fewer, see
+/// [`crate::keys::ShortKid`]).
 fn shown_kid(kid: &str) -> String {
     kid.chars().take(64).collect()
 }

@@ -34,7 +34,7 @@ const NOW: i64 = 1_800_000_000;
 /// such a member) is accepted. Until that is fixed an accepted header is only read as the
 /// verifier reads it; set this to true to hold the verifier to RFC 7515 (a header is a UTF-8 JSON
 /// object).
-const STRICT_HEADER_JSON: bool = false;
+const STRICT_HEADER_JSON: bool = true;
 
 /// The header members the verifier reads, read the same lenient way.
 #[derive(Deserialize)]

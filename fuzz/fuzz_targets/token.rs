@@ -40,7 +40,7 @@ use tokio::runtime::Runtime;
 const NOW: i64 = 1_800_000_000;
 const SECRET: &[u8] = b"fuzz-secret";
 /// Issue 10 item 7: an array `iss` must be refused. Turn on once that lands.
-const STRICT_ISS: bool = false;
+const STRICT_ISS: bool = true;
 
 struct Host {
     verifier: Verifier,

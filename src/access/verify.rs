@@ -348,8 +348,15 @@ impl AccessVerifier {
         let header_json = URL_SAFE_NO_PAD
             .decode(header_b64)
             .map_err(|_| AccessRefusal::Malformed("the header is not base64url"))?;
-        // serde would also read a struct from a JSON array; a JOSE header is an object.
-        if header_json.trim_ascii_start().first() != Some(&b'{') {
+        // serde would also read a struct from a JSON array; a JOSE header is an object. And the
+        // struct below skips members it does not read without checking them (fuzzing found a
+        // signed header with `1e400` or bytes that are not UTF-8 in such a member accepted):
+        // RFC 7515 wants the whole header to be a UTF-8 JSON object, so read it as one first.
+        // It is a few dozen bytes; this costs about a microsecond.
+        if header_json.trim_ascii_start().first() != Some(&b'{')
+            || std::str::from_utf8(&header_json).is_err()
+            || serde_json::from_slice::<serde_json::Map<String, Value>>(&header_json).is_err()
+        {
             return Err(AccessRefusal::Malformed("the header is not a JSON object"));
         }
         let header: Header<'_> = serde_json::from_slice(&header_json)
@@ -824,6 +831,31 @@ mod tests {
         let token = sign(&keys().eddsa, Algorithm::EdDSA, Some("ed"), &claims());
         let got = jwks_verifier().verify(&token, NOW).expect("accepted");
         assert_eq!(Value::Object(got), claims());
+    }
+
+    /// Fuzzing finding 2 (docs/FUZZING.md): a signed header whose unread member is not strict JSON.
+    #[test]
+    fn a_signed_header_that_is_not_strict_json_is_refused() {
+        let secret = SigningKey::hmac(b"0123456789abcdef0123456789abcdef");
+        let verifier = AccessVerifier::from_secret(b"0123456789abcdef0123456789abcdef").expect("secret");
+        let body = URL_SAFE_NO_PAD.encode(claims().to_string());
+        for header in [
+            &br#"{"alg":"HS256","x":1e400}"#[..],
+            &b"{\"alg\":\"HS256\",\"x\":\"\xff\"}"[..],
+        ] {
+            let signed = format!("{}.{body}", URL_SAFE_NO_PAD.encode(header));
+            let signature = secret.sign(Algorithm::HS256, signed.as_bytes()).expect("sign");
+            let token = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature));
+            assert_eq!(
+                verifier.verify(&token, NOW),
+                Err(AccessRefusal::Malformed("the header is not a JSON object")),
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
+        // The same with a plain header verifies, so the refusal is the header's.
+        let token = sign(&secret, Algorithm::HS256, None, &claims());
+        assert!(verifier.verify(&token, NOW).is_ok());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `[http]`: the optional HTTP listener for API services — the JWKS of the access-token keys,
-//! RFC 7662 introspection, and a health check.
+//! RFC 7662 introspection, and a health check — and for Prometheus (`GET /metrics`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// The HTTP listener's settings (`[http]`). No `listen`, no listener. `Debug` never shows the
 /// secret.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct HttpSettings {
     /// Address to listen on (`listen`, e.g. "127.0.0.1:5290").
     pub listen: Option<SocketAddr>,
@@ -18,6 +18,19 @@ pub struct HttpSettings {
     /// Serve introspection without a secret (`introspect_without_secret`); only on a loopback
     /// listener.
     pub introspect_without_secret: bool,
+    /// Serve `GET /metrics` (`metrics`, default true).
+    pub metrics: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: None,
+            introspect_secret: None,
+            introspect_without_secret: false,
+            metrics: true,
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpSettings {
@@ -26,11 +39,13 @@ impl std::fmt::Debug for HttpSettings {
             listen,
             introspect_secret,
             introspect_without_secret,
+            metrics,
         } = self;
         f.debug_struct("HttpSettings")
             .field("listen", listen)
             .field("introspect_secret", &introspect_secret.as_ref().map(|_| "<redacted>"))
             .field("introspect_without_secret", introspect_without_secret)
+            .field("metrics", metrics)
             .finish()
     }
 }
@@ -104,6 +119,12 @@ impl HttpSettings {
                         expected: "true or false",
                     })?;
                 }
+                "metrics" => {
+                    http.metrics = v.as_bool().ok_or(HttpProblem::WrongType {
+                        option: "metrics",
+                        expected: "true or false",
+                    })?;
+                }
                 other => return Err(HttpProblem::UnknownOption(other.to_owned())),
             }
         }
@@ -140,6 +161,15 @@ mod tests {
         let h = HttpSettings::from_table(&json!({"listen": "127.0.0.1:5290", "introspect_secret": "0123456789abcdef"}))
             .unwrap();
         assert_eq!(h.listen, Some("127.0.0.1:5290".parse().unwrap()));
+        assert!(h.metrics, "metrics are served by default");
+        assert!(!HttpSettings::from_table(&json!({"metrics": false})).unwrap().metrics);
+        assert_eq!(
+            HttpSettings::from_table(&json!({"metrics": "no"})),
+            Err(HttpProblem::WrongType {
+                option: "metrics",
+                expected: "true or false"
+            })
+        );
         assert_eq!(
             HttpSettings::from_table(&json!({"listen": "0.0.0.0:1", "introspect_without_secret": true})),
             Err(HttpProblem::OpenIntrospection)

@@ -35,6 +35,7 @@ use serde_json::{Map, Value};
 use crate::access::Reporter;
 use crate::config::options::host_option;
 use crate::config::{Config, ConfigError, HostSettings};
+use crate::keys::KeyObserver;
 use crate::room::RoomPolicy;
 use crate::token::Verifier;
 
@@ -79,15 +80,19 @@ pub struct Host {
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl Host {
-    /// A host with a new generation number.
-    pub fn new(settings: HostSettings, origin: Origin) -> Result<Host, ConfigError> {
+    /// A host with a new generation number, whose key sources tell `observer` what they do.
+    pub fn new(
+        settings: HostSettings,
+        origin: Origin,
+        observer: Option<Arc<dyn KeyObserver>>,
+    ) -> Result<Host, ConfigError> {
         let policy = settings.room_policy();
         let name = settings.host.clone();
         Ok(Host {
             name,
             origin,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
-            verifier: Verifier::new(settings)?,
+            verifier: Verifier::observed(settings, observer)?,
             policy,
         })
     }
@@ -199,6 +204,8 @@ pub struct Registry {
     /// One `hello` registration at a time, so that a verifier can be built outside the table's
     /// lock (it may set up an HTTP client) without another `hello` changing the host meanwhile.
     registering: Mutex<()>,
+    /// Told of the key sources' fetches and lookups (the daemon's metrics).
+    observer: Option<Arc<dyn KeyObserver>>,
 }
 
 /// What a `hello` does to a host, decided before anything is built.
@@ -209,6 +216,14 @@ enum Plan {
 }
 
 impl Registry {
+    /// An empty table whose hosts' key sources tell `observer` what they do.
+    pub fn observed(observer: Arc<dyn KeyObserver>) -> Registry {
+        Registry {
+            observer: Some(observer),
+            ..Registry::default()
+        }
+    }
+
     /// The host in effect for `name`: from `hello`, else from the file or environment. A host
     /// whose settings from `hello` were refused is [`Unavailable::Refused`], even with a TOML table.
     pub fn get(&self, name: &str) -> Result<Arc<Host>, Unavailable> {
@@ -233,7 +248,7 @@ impl Registry {
             };
             let host = match old.get(&s.host) {
                 Some(existing) if *existing.verifier.settings() == *s && existing.origin == origin => existing.clone(),
-                _ => Arc::new(Host::new(s.clone(), origin)?),
+                _ => Arc::new(Host::new(s.clone(), origin, self.observer.clone())?),
             };
             new.insert(host.name.clone(), host);
         }
@@ -260,7 +275,7 @@ impl Registry {
         let (state, result) = match plan {
             Plan::Unchanged => (None, Ok(false)),
             Plan::Conflict(conflict) => (None, Err(conflict)),
-            Plan::Replace => match settings.and_then(|s| Host::new(s, Origin::Hello)) {
+            Plan::Replace => match settings.and_then(|s| Host::new(s, Origin::Hello, self.observer.clone())) {
                 Ok(host) => (Some(State::Ready(Arc::new(host))), Ok(true)),
                 Err(e) => (
                     Some(State::Refused(Arc::from(e.to_string()))),

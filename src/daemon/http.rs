@@ -1,6 +1,7 @@
 //! The HTTP listener for API services (`[http] listen`): the public keys of the access-token
-//! issuers as a JWKS, RFC 7662 introspection, and a health check. axum on hyper; thin over
-//! [`crate::access`].
+//! issuers as a JWKS, RFC 7662 introspection, and a health check; and for Prometheus, the
+//! daemon's metrics (`GET /metrics`, unless `[http] metrics = false`). axum on hyper; thin over
+//! [`crate::access`] and [`super::scrape`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +12,12 @@ use axum::extract::{DefaultBodyLimit, Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::metrics::Introspected;
+use super::scrape;
 use super::state::{DAEMON_VERSION, Shared};
 use crate::access::introspect::{Introspection, introspect};
 use crate::clock::unix_now;
@@ -28,11 +32,14 @@ struct App {
     /// SHA-256 of the bearer secret; compared in constant time.
     secret: Option<[u8; 32]>,
     open: bool,
+    /// What `GET /metrics` encodes.
+    metrics: Arc<Registry>,
 }
 
 /// The routes, over the daemon's state.
 pub fn router(shared: Arc<Shared>, settings: &HttpSettings) -> Router {
     let app = App {
+        metrics: Arc::new(scrape::registry(shared.clone())),
         shared,
         secret: settings
             .introspect_secret
@@ -40,12 +47,14 @@ pub fn router(shared: Arc<Shared>, settings: &HttpSettings) -> Router {
             .map(|s| crate::digest::sha256(s.as_bytes())),
         open: settings.introspect_without_secret,
     };
-    Router::new()
+    let mut router = Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
-        .route("/v1/introspect", post(introspection))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(app)
+        .route("/v1/introspect", post(introspection));
+    if settings.metrics {
+        router = router.route("/metrics", get(metrics));
+    }
+    router.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(app)
 }
 
 /// Binds `addr` (at start, so that a taken port stops the daemon with a clear error).
@@ -94,6 +103,17 @@ async fn healthz(State(app): State<App>) -> Response {
         "occupancy": {"rooms": counts.rooms, "occupants": counts.occupants},
     }))
     .into_response()
+}
+
+/// Prometheus' scrape: OpenMetrics text when the `Accept` header names it, else the text format
+/// 0.0.4. No secret: the listener must stay on loopback or a private network (docs/METRICS.md).
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    match scrape::render(&app.metrics, scrape::wants_openmetrics(accept)) {
+        Ok((content_type, body)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        // Not reached: encoding into a String does not fail.
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -147,9 +167,11 @@ async fn introspection(
     form: Result<Form<IntrospectForm>, FormRejection>,
 ) -> Response {
     if let Some(refused) = app.refusal(&headers) {
+        app.shared.metrics.introspection(Introspected::Unauthorized);
         return refused;
     }
     let Some(token) = form.ok().and_then(|Form(f)| f.token).filter(|t| !t.is_empty()) else {
+        app.shared.metrics.introspection(Introspected::BadRequest);
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -158,8 +180,12 @@ async fn introspection(
     };
     let issuers = app.shared.issuers.ready();
     let answer = introspect(&issuers, app.shared.occupancy.as_ref(), &token, unix_now()).await;
-    if let Introspection::Inactive(why) = &answer {
-        tracing::debug!(token = %crate::digest::fingerprint(token.as_bytes()), "introspection: inactive: {why}");
+    match &answer {
+        Introspection::Active(_) => app.shared.metrics.introspection(Introspected::Active),
+        Introspection::Inactive(why) => {
+            app.shared.metrics.introspection(Introspected::Inactive(why));
+            tracing::debug!(token = %crate::digest::fingerprint(token.as_bytes()), "introspection: inactive: {why}");
+        }
     }
     axum::Json(answer.to_json()).into_response()
 }

@@ -5,16 +5,19 @@
 //! - [`socket`]: binding, accepting, framing, and what each op does;
 //! - [`hosts`]: the hosts (TOML, environment, `hello`) and their verifiers;
 //! - [`issuers`]: the access-token issuers (TOML, `hello`);
-//! - [`http`]: the optional HTTP listener (JWKS, introspection, health);
+//! - [`http`]: the optional HTTP listener (JWKS, introspection, health, metrics);
 //! - [`login`]: accepted logins remembered by token, for repeated logins and room checks;
 //! - [`limited_cache`]: the bounded cache those live in;
-//! - [`state`]: what connections share, and the counters.
+//! - [`state`]: what connections share, and the counters `stats` reports;
+//! - [`metrics`]: the other counters of `GET /metrics`, and `scrape`, which encodes them all.
 
 pub mod hosts;
 pub mod http;
 pub mod issuers;
 mod limited_cache;
 pub mod login;
+pub mod metrics;
+mod scrape;
 pub mod socket;
 pub mod state;
 
@@ -126,7 +129,7 @@ pub async fn serve(source: ConfigSource) -> Result<(), StartError> {
         tokio::spawn(http::serve(listener, router, async move {
             let _ = stop.recv().await;
         }));
-        tracing::info!(addr = ?addr, "HTTP listening (JWKS, introspection, health)");
+        tracing::info!(addr = ?addr, metrics = config.http.metrics, "HTTP listening (JWKS, introspection, health, metrics)");
     }
     let (shutdown_complete, mut all_done) = mpsc::channel::<()>(1);
     let server = Listener {
@@ -212,6 +215,13 @@ fn http_warnings(http: &crate::config::HttpSettings) -> Vec<String> {
     }
     if http.listen.is_some_and(|a| !a.ip().is_loopback()) {
         out.push("[http] listen is not a loopback address: put TLS in front of it".to_owned());
+        if http.metrics {
+            out.push(
+                "[http]: GET /metrics answers anyone who can connect, without a secret: keep the port on a private \
+                 network, or set metrics = false"
+                    .to_owned(),
+            );
+        }
     }
     out
 }

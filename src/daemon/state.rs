@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use super::hosts::Registry;
 use super::issuers::Issuers;
 use super::login::Logins;
+use super::metrics::Metrics;
 use crate::access::{MemoryStore, OccupancyStore};
 use crate::config::ServerSettings;
 use crate::protocol::{Op, Outcome};
@@ -24,8 +25,12 @@ pub struct Shared {
     pub registry: Registry,
     /// Accepted logins, by token.
     pub logins: Logins,
-    /// Counters for `stats`.
+    /// Counters for `stats` (and `/metrics`).
     pub stats: Stats,
+    /// Counters for `/metrics` only.
+    pub metrics: Metrics,
+    /// When the daemon started, in seconds since 1970.
+    pub started: f64,
     /// In-flight requests across all connections.
     pub global: Arc<Semaphore>,
     /// The access-token issuers.
@@ -41,11 +46,16 @@ pub struct Shared {
 impl Shared {
     /// State for a daemon with these settings and no hosts yet.
     pub fn new(settings: ServerSettings) -> Shared {
+        let metrics = Metrics::default();
         Shared {
             logins: Logins::new(&settings),
             global: Arc::new(Semaphore::new(settings.max_inflight)),
-            registry: Registry::default(),
+            registry: Registry::observed(metrics.keys.clone()),
             stats: Stats::default(),
+            metrics,
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
             issuers: Issuers::default(),
             occupancy: Arc::new(MemoryStore::default()),
             next_connection: AtomicU64::new(1),
@@ -57,7 +67,29 @@ impl Shared {
 
 const OUTCOMES: [Outcome; 3] = [Outcome::Ok, Outcome::Refused, Outcome::Error];
 
-/// Counters for `stats`.
+/// Which op looked in the remembered logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUser {
+    /// A login.
+    Auth,
+    /// A room check.
+    Room,
+}
+
+impl CacheUser {
+    /// Both, in the order of their index.
+    pub const ALL: [CacheUser; 2] = [CacheUser::Auth, CacheUser::Room];
+
+    /// The op's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheUser::Auth => "auth",
+            CacheUser::Room => "room",
+        }
+    }
+}
+
+/// Counters for `stats`, which `/metrics` reports too.
 #[derive(Default)]
 pub struct Stats {
     /// Replies by op and outcome.
@@ -66,16 +98,26 @@ pub struct Stats {
     pub connections: AtomicUsize,
     /// Connections accepted since start.
     pub accepted: AtomicU64,
-    /// Logins and room checks answered from remembered logins.
-    pub cache_hits: AtomicU64,
-    /// Logins verified, and room checks that found no remembered login.
-    pub cache_misses: AtomicU64,
+    /// Lookups in the remembered logins by op: [found one, found none]. For logins a miss is a
+    /// verification; for room checks, a check that used the shim's session fields instead.
+    cache: [[AtomicU64; 2]; CacheUser::ALL.len()],
 }
 
 impl Stats {
     /// Counts a reply to `op`.
     pub fn count(&self, op: Op, outcome: Outcome) {
         self.replies[op as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a lookup in the remembered logins by `user`: `hit` when it found one.
+    pub fn cache_lookup(&self, user: CacheUser, hit: bool) {
+        self.cache[user as usize][usize::from(!hit)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lookups in the remembered logins by `user` so far: (hits, misses).
+    pub fn cache_lookups(&self, user: CacheUser) -> (u64, u64) {
+        let [hits, misses] = &self.cache[user as usize];
+        (hits.load(Ordering::Relaxed), misses.load(Ordering::Relaxed))
     }
 
     /// Replies to `op` so far by outcome: ok, refused, error.
@@ -86,10 +128,5 @@ impl Stats {
                 self.replies[op as usize][outcome as usize].load(Ordering::Relaxed),
             )
         })
-    }
-
-    /// Adds one to a counter.
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 }

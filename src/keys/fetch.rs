@@ -5,12 +5,14 @@
 //! misconfigured, and following one would let a compromised server send us anywhere.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode, Url, header, redirect};
 
 use super::kid::ShortKid;
+use super::observe::{FetchOutcome, KeyObserver, LookupEvent, SourceKind};
 use crate::cause_chain::cause_chain;
 
 /// How keys are fetched and cached (host options `asap_key_*` and `jwt_pubkey_cache_size`; their
@@ -145,6 +147,19 @@ impl KeyError {
     /// temporary failure rather than with the permanent-looking `could not obtain public key`.
     pub fn is_budget(&self) -> bool {
         matches!(self, KeyError::RateLimited { .. } | KeyError::Busy { .. })
+    }
+
+    /// How a fetch that failed with this error ended, for an observer; `None` for the errors of a
+    /// budget, which come before any fetch.
+    pub fn fetch_outcome(&self) -> Option<FetchOutcome> {
+        match self {
+            KeyError::Status { status: 404 | 410, .. } => Some(FetchOutcome::NotFound),
+            KeyError::Status { .. } => Some(FetchOutcome::HttpError),
+            KeyError::Timeout { .. } => Some(FetchOutcome::Timeout),
+            KeyError::Connect { .. } => Some(FetchOutcome::ConnectError),
+            KeyError::BadBody { .. } | KeyError::BadKey(_) | KeyError::WeakKey { .. } => Some(FetchOutcome::BadKey),
+            KeyError::RateLimited { .. } | KeyError::Busy { .. } => None,
+        }
     }
 }
 
@@ -398,21 +413,56 @@ fn parse_seconds(text: &str) -> Option<u64> {
     Some(text.parse().unwrap_or(u64::MAX))
 }
 
-/// The counters behind [`KeySourceStats`].
+/// The counters behind [`KeySourceStats`], and the observer told of the same events.
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     pub http_requests: AtomicU64,
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub negative_hits: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub busy: AtomicU64,
-    pub stale_served: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    negative_hits: AtomicU64,
+    rate_limited: AtomicU64,
+    busy: AtomicU64,
+    stale_served: AtomicU64,
+    observer: Option<(SourceKind, Arc<dyn KeyObserver>)>,
 }
 
 impl Counters {
-    pub fn bump(counter: &AtomicU64) {
+    /// Counters whose events `observer` also hears of, as those of a `source`.
+    pub fn observed(source: SourceKind, observer: Option<Arc<dyn KeyObserver>>) -> Counters {
+        Counters {
+            observer: observer.map(|o| (source, o)),
+            ..Counters::default()
+        }
+    }
+
+    /// Counts what a lookup did.
+    pub fn count(&self, event: LookupEvent) {
+        let counter = match event {
+            LookupEvent::Hit => &self.hits,
+            LookupEvent::Miss => &self.misses,
+            LookupEvent::NegativeHit => &self.negative_hits,
+            LookupEvent::RateLimited => &self.rate_limited,
+            LookupEvent::Busy => &self.busy,
+            LookupEvent::StaleServed => &self.stale_served,
+        };
         counter.fetch_add(1, Ordering::Relaxed);
+        if let Some((source, observer)) = &self.observer {
+            observer.counted(*source, event);
+        }
+    }
+
+    /// Tells the observer how a fetch begun at `started` ended.
+    pub fn fetched<T>(&self, result: &Result<T, KeyError>, started: Instant) {
+        let Some((source, observer)) = &self.observer else {
+            return;
+        };
+        let outcome = match result {
+            Ok(_) => Some(FetchOutcome::Ok),
+            Err(error) => error.fetch_outcome(),
+        };
+        if let Some(outcome) = outcome {
+            observer.fetched(*source, outcome, started.elapsed());
+        }
     }
 
     pub fn snapshot(&self) -> KeySourceStats {
@@ -536,5 +586,22 @@ mod tests {
         );
         assert!(error.is_budget() && !error.is_transient());
         assert!(KeyError::Busy { limit: 1 }.is_budget());
+    }
+
+    #[test]
+    fn errors_map_to_fetch_outcomes() {
+        let status = |status| KeyError::Status {
+            url: "u".into(),
+            status,
+        };
+        assert_eq!(status(404).fetch_outcome(), Some(FetchOutcome::NotFound));
+        assert_eq!(status(410).fetch_outcome(), Some(FetchOutcome::NotFound));
+        assert_eq!(status(302).fetch_outcome(), Some(FetchOutcome::HttpError));
+        assert_eq!(status(503).fetch_outcome(), Some(FetchOutcome::HttpError));
+        assert_eq!(
+            KeyError::WeakKey { bits: 1024 }.fetch_outcome(),
+            Some(FetchOutcome::BadKey)
+        );
+        assert_eq!(KeyError::Busy { limit: 1 }.fetch_outcome(), None);
     }
 }

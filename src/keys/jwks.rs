@@ -18,6 +18,7 @@ use reqwest::Client;
 use super::fetch::{self, Counters, FetchSettings, KeyError, KeySourceError, KeySourceStats};
 use super::kid::ShortKid;
 use super::material::VerifyingKey;
+use super::observe::{KeyObserver, LookupEvent, SourceKind};
 use super::wait::KeyWait;
 
 /// The longest a set is used before it is fetched again, whatever its `max-age` says: a day, so a
@@ -141,6 +142,24 @@ impl JwksSource {
 
     /// Like [`JwksSource::new`], with other intervals (tests shorten them).
     pub fn with_timing(url: &str, settings: FetchSettings, timing: JwksTiming) -> Result<Self, KeySourceError> {
+        Self::build(url, settings, timing, None)
+    }
+
+    /// As [`JwksSource::new`], telling `observer` of every fetch and lookup.
+    pub fn observed(
+        url: &str,
+        settings: FetchSettings,
+        observer: Option<Arc<dyn KeyObserver>>,
+    ) -> Result<Self, KeySourceError> {
+        Self::build(url, settings, JwksTiming::default(), observer)
+    }
+
+    fn build(
+        url: &str,
+        settings: FetchSettings,
+        timing: JwksTiming,
+        observer: Option<Arc<dyn KeyObserver>>,
+    ) -> Result<Self, KeySourceError> {
         let parsed = fetch::parse_http_url(url)?;
         let client = fetch::build_client(&parsed, &settings)?;
         let url = url.trim().to_string();
@@ -156,7 +175,7 @@ impl JwksSource {
                 fetching: tokio::sync::Mutex::new(FetchState::default()),
                 generation: AtomicU64::new(0),
                 refreshing: AtomicBool::new(false),
-                counters: Counters::default(),
+                counters: Counters::observed(SourceKind::KeySet, observer),
             }),
         })
     }
@@ -186,9 +205,9 @@ impl JwksSource {
             self.spawn_refresh();
         }
         if let Some(key) = set.get(kid, now, inner.timing.grace) {
-            Counters::bump(&inner.counters.hits);
+            inner.counters.count(LookupEvent::Hit);
             if due {
-                Counters::bump(&inner.counters.stale_served);
+                inner.counters.count(LookupEvent::StaleServed);
             }
             return Ok(KeySetAnswer::Found(key));
         }
@@ -213,7 +232,8 @@ impl JwksSource {
     /// A place in `wait`'s budget before fetching. A lookup that waits for a fetch another one
     /// started (it waits for `fetching`) takes none: the set is fetched once for all of them.
     fn enter(&self, wait: &mut KeyWait<'_>) -> Result<(), KeyError> {
-        wait.enter().inspect_err(|_| Counters::bump(&self.inner.counters.busy))
+        wait.enter()
+            .inspect_err(|_| self.inner.counters.count(LookupEvent::Busy))
     }
 
     /// No set yet: load one (one fetch for all waiting callers), unless the last try failed
@@ -225,11 +245,11 @@ impl JwksSource {
             if let Some((error, at)) = &state.last_error
                 && at.elapsed() < inner.settings.negative_ttl
             {
-                Counters::bump(&inner.counters.negative_hits);
+                inner.counters.count(LookupEvent::NegativeHit);
                 return Err(error.clone());
             }
             self.enter(wait)?;
-            Counters::bump(&inner.counters.misses);
+            inner.counters.count(LookupEvent::Miss);
             inner.load(&mut state).await?;
             drop(state);
             return Ok(found_or_missing(
@@ -263,13 +283,13 @@ impl JwksSource {
             .last_unknown_refresh
             .is_none_or(|last| now.saturating_duration_since(last) >= inner.timing.unknown_kid_interval);
         if !allowed {
-            Counters::bump(&inner.counters.rate_limited);
-            Counters::bump(&inner.counters.negative_hits);
+            inner.counters.count(LookupEvent::RateLimited);
+            inner.counters.count(LookupEvent::NegativeHit);
             return Ok(KeySetAnswer::RefreshLimited);
         }
         self.enter(wait)?;
         state.last_unknown_refresh = Some(now);
-        Counters::bump(&inner.counters.misses);
+        inner.counters.count(LookupEvent::Miss);
         tracing::debug!(kid = %ShortKid(kid), url = %inner.url, "unknown kid; refreshing the key set");
         // A failed refresh keeps the old set (and is logged by `load`).
         let _ = inner.load(&mut state).await;
@@ -282,9 +302,9 @@ impl JwksSource {
 
     fn count_lookup(&self, found: Option<Arc<VerifyingKey>>) -> KeySetAnswer {
         if found.is_some() {
-            Counters::bump(&self.inner.counters.hits);
+            self.inner.counters.count(LookupEvent::Hit);
         } else {
-            Counters::bump(&self.inner.counters.negative_hits);
+            self.inner.counters.count(LookupEvent::NegativeHit);
         }
         found_or_missing(found)
     }
@@ -354,7 +374,9 @@ impl Inner {
 
     /// Fetches and installs a new set. The caller holds `fetching` (passed in as `state`).
     async fn load(&self, state: &mut FetchState) -> Result<usize, KeyError> {
+        let started = Instant::now();
         let result = self.fetch_set().await;
+        self.counters.fetched(&result, started);
         self.generation.fetch_add(1, Ordering::AcqRel);
         let now = Instant::now();
         match result {

@@ -20,6 +20,7 @@ use reqwest::Client;
 use super::fetch::{self, Counters, FetchSettings, KeyError, KeySourceError, KeySourceStats};
 use super::kid::ShortKid;
 use super::material::VerifyingKey;
+use super::observe::{KeyObserver, LookupEvent, SourceKind};
 use super::wait::{KeyWait, UNKNOWN_KID_WAIT};
 use crate::digest;
 
@@ -191,6 +192,15 @@ const MAX_TOKEN_WAIT_S: f64 = 3600.0;
 impl KeyServer {
     /// `base_url` must be an http or https URL.
     pub fn new(base_url: &str, settings: FetchSettings) -> Result<Self, KeySourceError> {
+        Self::observed(base_url, settings, None)
+    }
+
+    /// As [`KeyServer::new`], telling `observer` of every fetch and lookup.
+    pub fn observed(
+        base_url: &str,
+        settings: FetchSettings,
+        observer: Option<Arc<dyn KeyObserver>>,
+    ) -> Result<Self, KeySourceError> {
         let parsed = fetch::parse_http_url(base_url)?;
         if parsed.query().is_some() {
             return Err(KeySourceError::Query {
@@ -210,7 +220,7 @@ impl KeyServer {
             settings,
             client,
             cache,
-            counters: Counters::default(),
+            counters: Counters::observed(SourceKind::KeyServer, observer),
         })
     }
 
@@ -247,16 +257,16 @@ impl KeyServer {
     fn answer_from(&self, entry: &Entry, now: Instant) -> Option<Result<Arc<VerifyingKey>, KeyError>> {
         match entry.freshness(now, &self.settings) {
             Freshness::Fresh(key) => {
-                Counters::bump(&self.counters.hits);
+                self.counters.count(LookupEvent::Hit);
                 Some(Ok(key))
             }
             Freshness::StaleHeld(key) => {
-                Counters::bump(&self.counters.hits);
-                Counters::bump(&self.counters.stale_served);
+                self.counters.count(LookupEvent::Hit);
+                self.counters.count(LookupEvent::StaleServed);
                 Some(Ok(key))
             }
             Freshness::Negative(error) => {
-                Counters::bump(&self.counters.negative_hits);
+                self.counters.count(LookupEvent::NegativeHit);
                 Some(Err(error))
             }
             Freshness::NeedsFetch => None,
@@ -280,25 +290,25 @@ impl KeyServer {
                 if let Err(busy) = wait.enter() {
                     *slot = Some(match stale {
                         Some((key, _)) => {
-                            Counters::bump(&self.counters.hits);
-                            Counters::bump(&self.counters.stale_served);
+                            self.counters.count(LookupEvent::Hit);
+                            self.counters.count(LookupEvent::StaleServed);
                             tracing::debug!(kid = %ShortKid(kid), "too many key fetches; serving the cached key past its TTL");
                             Ok(key)
                         }
                         None => {
-                            Counters::bump(&self.counters.busy);
+                            self.counters.count(LookupEvent::Busy);
                             Err(busy)
                         }
                     });
                     return Op::Nop;
                 }
                 if stale.is_none() && !self.unknown_kid_token().await {
-                    Counters::bump(&self.counters.rate_limited);
+                    self.counters.count(LookupEvent::RateLimited);
                     tracing::debug!(kid = %ShortKid(kid), "unknown-kid fetch budget spent; not fetching");
                     *slot = Some(Err(KeyError::RateLimited { kid: kid.to_string() }));
                     return Op::Nop;
                 }
-                Counters::bump(&self.counters.misses);
+                self.counters.count(LookupEvent::Miss);
                 let (answer, op) = self.refetch(kid, stale).await;
                 *slot = Some(answer);
                 op
@@ -343,7 +353,10 @@ impl KeyServer {
         stale: Option<(Arc<VerifyingKey>, Instant)>,
     ) -> (Result<Arc<VerifyingKey>, KeyError>, Op<Entry>) {
         let url = self.url_for(kid);
-        match self.fetch_key(&url).await {
+        let started = Instant::now();
+        let fetched = self.fetch_key(&url).await;
+        self.counters.fetched(&fetched, started);
+        match fetched {
             Ok(key) => {
                 tracing::debug!(kid = %ShortKid(kid), %url, key = ?key, "fetched public key");
                 let entry = Entry::Key {
@@ -356,7 +369,7 @@ impl KeyServer {
             Err(error) => match stale {
                 Some((key, fetched)) if error.is_transient() => {
                     tracing::warn!(kid = %ShortKid(kid), %url, %error, "key refetch failed; serving the cached key");
-                    Counters::bump(&self.counters.stale_served);
+                    self.counters.count(LookupEvent::StaleServed);
                     let entry = Entry::Key {
                         key: Arc::clone(&key),
                         fetched,

@@ -80,6 +80,35 @@ pub enum RoomDenial {
 }
 
 impl RoomDenial {
+    /// The identifier of every kind of denial, in the order of [`RoomDenial::index`], for metrics
+    /// labels (docs/METRICS.md).
+    pub const IDS: [&'static str; 6] = [
+        "invalid_room_address",
+        "authentication_required",
+        "room_mismatch",
+        "room_name_does_not_match",
+        "mismatched",
+        "server_missing_config",
+    ];
+
+    /// The kind of denial as a number below `RoomDenial::IDS.len()`.
+    pub fn index(&self) -> usize {
+        match self {
+            RoomDenial::InvalidRoomAddress => 0,
+            RoomDenial::AuthenticationRequired => 1,
+            RoomDenial::RoomMismatch => 2,
+            RoomDenial::RoomNameDoesNotMatch => 3,
+            RoomDenial::Mismatched => 4,
+            RoomDenial::ServerMissingConfig => 5,
+        }
+    }
+
+    /// A stable identifier of the denial: its jitmeet element in snake case, or `mismatched` for
+    /// Jitsi's plain "Room and token mismatched".
+    pub fn id(&self) -> &'static str {
+        RoomDenial::IDS[self.index()]
+    }
+
     /// The stanza error condition of every room refusal, as in Jitsi's plugins.
     pub fn condition(&self) -> &'static str {
         "not-allowed"
@@ -519,6 +548,26 @@ fn shown_json(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn denial_ids_are_the_jitmeet_names() {
+        let all = [
+            RoomDenial::InvalidRoomAddress,
+            RoomDenial::AuthenticationRequired,
+            RoomDenial::RoomMismatch,
+            RoomDenial::RoomNameDoesNotMatch,
+            RoomDenial::Mismatched,
+            RoomDenial::ServerMissingConfig,
+        ];
+        assert_eq!(all.len(), RoomDenial::IDS.len());
+        for (n, denial) in all.iter().enumerate() {
+            assert_eq!(denial.index(), n);
+            let expected = denial
+                .jitmeet()
+                .map_or("mismatched".to_owned(), |j| j.replace('-', "_"));
+            assert_eq!(denial.id(), expected);
+        }
+    }
 
     #[test]
     fn normal_form_decodes_and_lowercases() {

@@ -111,6 +111,76 @@ impl fmt::Display for Reason {
 }
 
 impl Reason {
+    /// The identifier of every kind of refusal, in the order of [`Reason::index`]: what
+    /// [`Reason::id`] gives, for metrics labels (docs/METRICS.md).
+    pub const IDS: [&'static str; 26] = [
+        "token_required",
+        "token_too_large",
+        "invalid_token",
+        "invalid_header",
+        "invalid_body",
+        "invalid_typ",
+        "invalid_alg",
+        "signature",
+        "exp_not_number",
+        "nbf_not_number",
+        "exp",
+        "nbf",
+        "exp_missing",
+        "iss_missing",
+        "iss",
+        "aud_missing",
+        "aud",
+        "room_missing",
+        "kid_missing",
+        "alg_missing",
+        "kid_needs_asymmetric_alg",
+        "bad_token_format",
+        "key_unavailable",
+        "key_busy",
+        "no_verification_key",
+        "context_required",
+    ];
+
+    /// The kind of refusal as a number below `Reason::IDS.len()`, the same for every refusal of
+    /// the kind (an expired token's seconds do not change it).
+    pub fn index(&self) -> usize {
+        match self {
+            Reason::TokenRequired => 0,
+            Reason::TokenTooLarge => 1,
+            Reason::InvalidToken => 2,
+            Reason::InvalidHeader => 3,
+            Reason::InvalidBody => 4,
+            Reason::InvalidTyp => 5,
+            Reason::InvalidAlg => 6,
+            Reason::InvalidSignature => 7,
+            Reason::ExpNotNumber => 8,
+            Reason::NbfNotNumber => 9,
+            Reason::Expired { .. } => 10,
+            Reason::NotYetValid => 11,
+            Reason::ExpMissing => 12,
+            Reason::IssMissing => 13,
+            Reason::IssInvalid => 14,
+            Reason::AudMissing => 15,
+            Reason::AudInvalid => 16,
+            Reason::RoomMissing => 17,
+            Reason::KidMissing => 18,
+            Reason::AlgMissing => 19,
+            Reason::KidNeedsAsymmetricAlg => 20,
+            Reason::BadTokenFormat => 21,
+            Reason::NoPublicKey => 22,
+            Reason::KeyBusy => 23,
+            Reason::NoVerificationKey => 24,
+            Reason::ContextRequired => 25,
+        }
+    }
+
+    /// A stable identifier of the kind of refusal (`exp`, `signature`, `key_busy`…): one of
+    /// [`Reason::IDS`]. Unlike the text, it never holds a value from the token.
+    pub fn id(&self) -> &'static str {
+        Reason::IDS[self.index()]
+    }
+
     /// The SASL condition. Every token failure is `not-allowed`, as in Jitsi's plugins, but for
     /// [`Reason::KeyBusy`]: `temporary-auth-failure` (RFC 6120 6.5.12), the condition the shim also
     /// gives when the daemon cannot answer, which tells the client to try again.
@@ -169,5 +239,62 @@ impl Reason {
             Reason::NoVerificationKey => "configure app_secret, asap_key_server or cache_keys_url for this host",
             Reason::ContextRequired => "this session requires a context claim: add context{user,…}",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_stable_id() {
+        let all = [
+            Reason::TokenRequired,
+            Reason::TokenTooLarge,
+            Reason::InvalidToken,
+            Reason::InvalidHeader,
+            Reason::InvalidBody,
+            Reason::InvalidTyp,
+            Reason::InvalidAlg,
+            Reason::InvalidSignature,
+            Reason::ExpNotNumber,
+            Reason::NbfNotNumber,
+            Reason::Expired {
+                since: 5,
+                valid_for: Some(60),
+            },
+            Reason::NotYetValid,
+            Reason::ExpMissing,
+            Reason::IssMissing,
+            Reason::IssInvalid,
+            Reason::AudMissing,
+            Reason::AudInvalid,
+            Reason::RoomMissing,
+            Reason::KidMissing,
+            Reason::AlgMissing,
+            Reason::KidNeedsAsymmetricAlg,
+            Reason::BadTokenFormat,
+            Reason::NoPublicKey,
+            Reason::KeyBusy,
+            Reason::NoVerificationKey,
+            Reason::ContextRequired,
+        ];
+        assert_eq!(all.len(), Reason::IDS.len());
+        for (n, reason) in all.iter().enumerate() {
+            assert_eq!(reason.index(), n, "{reason:?}");
+        }
+        let ids: std::collections::BTreeSet<_> = all.iter().map(Reason::id).collect();
+        assert_eq!(ids.len(), all.len(), "ids are distinct");
+        assert!(
+            ids.iter()
+                .all(|id| id.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        );
+        let expired = Reason::Expired {
+            since: 1,
+            valid_for: None,
+        };
+        assert_eq!(expired.id(), "exp");
+        assert_eq!(Reason::KeyBusy.id(), "key_busy");
+        assert_eq!(Reason::NoPublicKey.id(), "key_unavailable");
     }
 }

@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 use super::{Accepted, AuthRequest, Check, MAX_TOKEN_BYTES, Purpose, Reason, Rejection, Trace, Verdict, VerifiedToken};
 use crate::config::{ConfigError, HostProblem, HostSettings};
 use crate::keys::{
-    JwksSource, KEY_WAIT_LIMIT, KEY_WAITS_PER_HOST, KeyError, KeyServer, KeySetAnswer, KeySourceStats, KeyWait,
-    KeyWaitBudget, ShortKid, VerifyingKey, is_hmac, parse_algorithm,
+    JwksSource, KEY_WAIT_LIMIT, KEY_WAITS_PER_HOST, KeyError, KeyObserver, KeyServer, KeySetAnswer, KeySourceStats,
+    KeyWait, KeyWaitBudget, ShortKid, VerifyingKey, is_hmac, parse_algorithm,
 };
 use crate::{digest, json};
 
@@ -89,6 +89,11 @@ enum KeyChoice {
 impl Verifier {
     /// A verifier for one host's settings; key sources are set up (nothing is fetched yet).
     pub fn new(settings: HostSettings) -> Result<Verifier, ConfigError> {
+        Verifier::observed(settings, None)
+    }
+
+    /// As [`Verifier::new`], its key sources telling `observer` of every fetch and lookup.
+    pub fn observed(settings: HostSettings, observer: Option<Arc<dyn KeyObserver>>) -> Result<Verifier, ConfigError> {
         let key_source = |option: &'static str| {
             let host = settings.host.clone();
             move |error| ConfigError::Host {
@@ -99,13 +104,13 @@ impl Verifier {
         let key_server = settings
             .asap_key_server
             .as_deref()
-            .map(|url| KeyServer::new(url, settings.fetch.clone()))
+            .map(|url| KeyServer::observed(url, settings.fetch.clone(), observer.clone()))
             .transpose()
             .map_err(key_source("asap_key_server"))?;
         let key_set = settings
             .cache_keys_url
             .as_deref()
-            .map(|url| JwksSource::new(url, settings.fetch.clone()))
+            .map(|url| JwksSource::observed(url, settings.fetch.clone(), observer))
             .transpose()
             .map_err(key_source("cache_keys_url"))?;
         let secret = settings.app_secret.as_deref().map(|s| VerifyingKey::hmac(s.as_bytes()));

@@ -1577,6 +1577,97 @@ else test(apiServiceCase, async () => {
   }
 }, { timeoutMs: 30000 });
 
+// --- Metrics (GET /metrics on the daemon's HTTP listener, docs/METRICS.md) ----------------------
+
+// The daemon's GET /metrics in the Prometheus text format: { samples: Map('name{labels}' → value), text }.
+async function scrapeMetrics() {
+  const res = await fetch(`http://127.0.0.1:${ports.api}/metrics`, { signal: AbortSignal.timeout(2000) });
+  const text = await res.text();
+  check(res.status === 200, `GET /metrics answered ${res.status}: ${text.slice(0, 200)}`);
+  const type = res.headers.get('content-type') ?? '';
+  check(type.startsWith('text/plain; version=0.0.4'), `GET /metrics content type "${type}"`);
+  const samples = new Map();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    samples.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return { samples, text };
+}
+
+test('metrics: GET /metrics counts real logins, joins, key fetches, access tokens and an introspection by result and reason, exactly; no label value comes from a client', async () => {
+  requireHttp();
+  await ensureRoom(ROOM1);
+  const marker = 'Mx9probe';
+  const missingKid = `${marker}/missing-${process.pid}-${Date.now()}`;
+  const okKid = `${marker}/ok-${process.pid}-${Date.now()}`;
+  keyServer.set(missingKid, '404');
+  keyServer.set(okKid, 'ok');
+  const before = await scrapeMetrics();
+
+  // Logins: 3 accepted, 4 refused for known reasons.
+  const a = await tokenUser(T(user(`${marker}-a`)), { query: { room: 'room1' } });
+  expectSaslFailure(await login({ query: { token: T(user(`${marker}-b`), { secret: 'wrong' }) } }), 'Invalid signature');
+  expectSaslFailure(await login({ query: {} }), 'token required');
+  expectSaslFailure(await login({ query: { token: T({ ...user(`${marker}-c`), exp: now() - 100 }) } }), /^Not acceptable by exp/);
+  expectSaslFailure(await login({ domain: 'asap.example.com',
+    query: { token: rs({ ...user(`${marker}-d`), room: `${marker}-room` }, { kid: missingKid }), room: `${marker}-url` } }),
+  'could not obtain public key');
+  expectLoginOk(await login({ domain: 'asap.example.com', query: { token: rs(user(`${marker}-e`), { kid: okKid }) } }), 'RS256 login, a fresh kid');
+  const nosub = await tokenUser(T({ ...user(`${marker}-f`), sub: undefined }));
+  // Joins: one allowed, one refused.
+  expectJoined(await a.join(ROOM1, `${marker}-a`), 'joining room1');
+  expectRefused(await nosub.join(ROOM1, `${marker}-f`), { text: 'Room and token mismatched' });
+  // Access tokens through both doors: issued to the occupant, refused to the other session.
+  const { token } = tokenOf((await ask(a, accessIq(FOCUS_MUC_JID))).reply);
+  check(shortLivedOf((await ask(a, credentialsIq(SLT.audience))).reply), 'no short-lived token for the occupant');
+  expectIqError((await ask(nosub, accessIq(FOCUS_MUC_JID))).reply, 'auth', 'forbidden');
+  expectIqError((await ask(nosub, credentialsIq(SLT.audience))).reply, 'cancel', 'not-allowed');
+  const live = await introspect(token);
+  check(live.body?.active === true, `introspection: ${live.status} ${JSON.stringify(live.body)}`);
+
+  const after = await scrapeMetrics();
+  const expected = {
+    'token_sidecar_logins_total{result="accepted"}': 3,
+    'token_sidecar_logins_total{result="anonymous"}': 0,
+    'token_sidecar_logins_total{result="refused",reason="signature"}': 1,
+    'token_sidecar_logins_total{result="refused",reason="token_required"}': 1,
+    'token_sidecar_logins_total{result="refused",reason="exp"}': 1,
+    'token_sidecar_logins_total{result="refused",reason="key_unavailable"}': 1,
+    'token_sidecar_logins_total{result="refused",reason="key_busy"}': 0,
+    'token_sidecar_logins_total{result="error",reason="unknown_host"}': 0,
+    'token_sidecar_requests_total{op="auth",result="ok"}': 3,
+    'token_sidecar_requests_total{op="auth",result="refused"}': 4,
+    'token_sidecar_room_checks_total{result="allowed"}': 1,
+    'token_sidecar_room_checks_total{result="refused",reason="mismatched"}': 1,
+    'token_sidecar_requests_total{op="room",result="ok"}': 1,
+    'token_sidecar_requests_total{op="room",result="refused"}': 1,
+    'token_sidecar_verify_cache_lookups_total{op="auth",result="miss"}': 6,
+    'token_sidecar_verify_cache_lookups_total{op="auth",result="hit"}': 0,
+    'token_sidecar_verify_cache_lookups_total{op="room",result="hit"}': 2,
+    'token_sidecar_key_fetches_total{source="key_server",result="not_found"}': 1,
+    'token_sidecar_key_fetches_total{source="key_server",result="ok"}': 1,
+    'token_sidecar_key_fetch_duration_seconds_count{source="key_server"}': 2,
+    'token_sidecar_access_tokens_total{door="muc",result="issued"}': 1,
+    'token_sidecar_access_tokens_total{door="muc",result="refused",reason="not_occupant"}': 1,
+    'token_sidecar_access_tokens_total{door="extdisco",result="issued"}': 1,
+    'token_sidecar_access_tokens_total{door="extdisco",result="refused",reason="not_occupant"}': 1,
+    'token_sidecar_introspections_total{result="active"}': 1,
+  };
+  const wrong = [];
+  for (const [series, delta] of Object.entries(expected)) {
+    const b = before.samples.get(series);
+    const n = after.samples.get(series);
+    if (b === undefined || n === undefined) wrong.push(`${series}: missing (before ${b}, after ${n})`);
+    else if (n - b !== delta) wrong.push(`${series}: moved by ${n - b}, expected ${delta}`);
+  }
+  check(wrong.length === 0, wrong.join('; '));
+  const leaked = after.text.toLowerCase().includes(marker.toLowerCase());
+  check(!leaked, `a client's value in /metrics: ${after.text.split('\n').filter((l) => l.toLowerCase().includes(marker.toLowerCase())).join(' | ')}`);
+  check(after.samples.get('token_sidecar_inflight_requests_limit') > 0, 'no in-flight limit');
+  note(`metrics: ${after.samples.size} series, ${after.text.length} bytes; logins accepted ${after.samples.get('token_sidecar_logins_total{result="accepted"}')} since the daemon's last start`);
+});
+
 test('access tokens: the daemon down → wait/service-unavailable, one reply (both doors); back once it restarts', async () => {
   const c = await occupant('at-down');
   process.kill(daemon.pid, 'SIGKILL');

@@ -4,9 +4,10 @@
 use serde_json::Value;
 
 use crate::access::stanza::{self, ErrorKind};
-use crate::access::{IssueRequest, Issued, Occupant, Reporter};
+use crate::access::{Door, IssueRequest, Issued, IssuerModule, Occupant, Reporter};
 use crate::clock::unix_now;
 use crate::daemon::issuers::IssuerState;
+use crate::daemon::metrics::AccessToken;
 use crate::daemon::state::Shared;
 use crate::protocol::{ErrorCode, OccupancySync, OccupantEvent, OccupantList, OccupantReport, Reply};
 
@@ -17,6 +18,8 @@ pub(super) fn access_token(shared: &Shared, id: Value, req: IssueRequest) -> Rep
     let issuer = match shared.issuers.get(&req.issuer) {
         Some(IssuerState::Ready(issuer)) => issuer,
         other => {
+            // Without an issuer, a request that names no door is counted under the muc door.
+            let door = req.door.unwrap_or(Door::Muc);
             let detail = match other {
                 Some(IssuerState::Refused(problem)) => {
                     format!("the access-token settings of {} were refused: {problem}", req.issuer)
@@ -25,29 +28,48 @@ pub(super) fn access_token(shared: &Shared, id: Value, req: IssueRequest) -> Rep
             };
             tracing::error!(issuer = %req.issuer, "access token refused: {detail}");
             return match stanza::read(&req.stanza, &req.issuer) {
-                Ok(iq) => Reply::new(id, false)
-                    .with("condition", ErrorKind::Misconfigured.condition())
-                    .with("text", UNAVAILABLE)
-                    .with("detail", detail)
-                    .with("stanza", iq.error(ErrorKind::Misconfigured, UNAVAILABLE)),
-                Err(e) => Reply::error(id, ErrorCode::BadRequest, e.to_string()),
+                Ok(iq) => {
+                    let kind = ErrorKind::Misconfigured;
+                    shared.metrics.access_token(door, AccessToken::Refused(kind));
+                    Reply::new(id, false)
+                        .with("condition", kind.condition())
+                        .with("text", UNAVAILABLE)
+                        .with("detail", detail)
+                        .with("stanza", iq.error(kind, UNAVAILABLE))
+                }
+                Err(e) => {
+                    shared.metrics.access_token(door, AccessToken::Error);
+                    Reply::error(id, ErrorCode::BadRequest, e.to_string())
+                }
             };
         }
     };
-    match issuer.issue(&req, unix_now()) {
-        Ok(Issued::Pass) => Reply::new(id, true).with("pass", true),
+    let door = req.door.unwrap_or(match issuer.policy().module {
+        IssuerModule::AccessToken => Door::Muc,
+        IssuerModule::ShortLivedToken => Door::Extdisco,
+    });
+    let (result, reply) = match issuer.issue(&req, unix_now()) {
+        Ok(Issued::Pass) => (AccessToken::Passed, Reply::new(id, true).with("pass", true)),
         Ok(Issued::Tokens { stanza, occupant }) => {
             // Presence comes from the shim's join and leave reports alone, never from here: a
             // "present" written at issue could land after the holder's leave and outlive it.
             tracing::debug!(room = %occupant.room, jid = %occupant.jid, "access token issued");
-            Reply::new(id, true).with("stanza", stanza)
+            (AccessToken::Issued, Reply::new(id, true).with("stanza", stanza))
         }
-        Ok(Issued::Refused { kind, text, stanza }) => Reply::new(id, false)
-            .with("condition", kind.condition())
-            .with("text", text)
-            .with("stanza", stanza),
-        Err(e) => Reply::error(id, ErrorCode::BadRequest, e.to_string()),
-    }
+        Ok(Issued::Refused { kind, text, stanza }) => (
+            AccessToken::Refused(kind),
+            Reply::new(id, false)
+                .with("condition", kind.condition())
+                .with("text", text)
+                .with("stanza", stanza),
+        ),
+        Err(e) => (
+            AccessToken::Error,
+            Reply::error(id, ErrorCode::BadRequest, e.to_string()),
+        ),
+    };
+    shared.metrics.access_token(door, result);
+    reply
 }
 
 pub(super) async fn occupant(shared: &Shared, reporter: Reporter, id: Value, report: OccupantReport) -> Reply {

@@ -7,7 +7,8 @@ use serde_json::Value;
 use crate::clock::unix_now;
 use crate::daemon::hosts::{Host, Unavailable};
 use crate::daemon::login::{AcceptedLogin, ROOM_ONLY};
-use crate::daemon::state::{Shared, Stats};
+use crate::daemon::metrics::{HostError, Login};
+use crate::daemon::state::{CacheUser, Shared};
 use crate::digest;
 use crate::protocol::{Auth, ErrorCode, Refusal, Reply};
 use crate::token::{Accepted, AuthRequest, Purpose, Reason, Rejection};
@@ -15,7 +16,10 @@ use crate::token::{Accepted, AuthRequest, Purpose, Reason, Rejection};
 pub(super) async fn auth(shared: &Shared, id: Value, auth: Auth<'_>) -> Reply {
     let host = match shared.registry.get(&auth.host) {
         Ok(host) => host,
-        Err(unavailable) => return host_unavailable(id, &auth.host, &unavailable),
+        Err(unavailable) => {
+            shared.metrics.login(Login::Error(host_error(&unavailable)));
+            return host_unavailable(id, &auth.host, &unavailable);
+        }
     };
     let request = AuthRequest {
         token: auth.token.as_deref(),
@@ -26,14 +30,17 @@ pub(super) async fn auth(shared: &Shared, id: Value, auth: Auth<'_>) -> Reply {
     let verdict = verify(shared, &host, request).await;
     match verdict {
         Ok(None) => {
+            shared.metrics.login(Login::Anonymous);
             tracing::debug!(host = %host.name, "anonymous login accepted");
             Reply::new(id, true).with("anonymous", true)
         }
         Ok(Some(login)) => {
+            shared.metrics.login(Login::Accepted);
             tracing::debug!(host = %host.name, token = %login.fingerprint(), "token accepted");
             Reply::prepared(id, login)
         }
         Err(rejection) => {
+            shared.metrics.login(Login::Refused(&rejection.reason));
             tracing::info!(
                 host = %host.name,
                 token = %auth.token.as_deref().map_or_else(|| "none".into(), |t| digest::fingerprint(t.as_bytes())),
@@ -46,6 +53,14 @@ pub(super) async fn auth(shared: &Shared, id: Value, auth: Auth<'_>) -> Reply {
             );
             Reply::refused(id, &Refusal::token(&rejection))
         }
+    }
+}
+
+/// Why a host cannot answer, as the metrics name it.
+pub(super) fn host_error(unavailable: &Unavailable) -> HostError {
+    match unavailable {
+        Unavailable::Unknown => HostError::UnknownHost,
+        Unavailable::Refused(_) => HostError::SettingsRefused,
     }
 }
 
@@ -87,14 +102,14 @@ pub(super) async fn verify(
     let reusable = request.public_key.is_none() && request.purpose == Purpose::Login;
     if reusable && let Some(sha256) = &request.sha256 {
         if let Some(hit) = shared.logins.for_login(host.generation, sha256) {
-            Stats::bump(&shared.stats.cache_hits);
+            shared.stats.cache_lookup(CacheUser::Auth, true);
             // `context` is the last check of the pipeline, so a remembered login passed all the others.
             if request.context_required && !hit.has_context() {
                 return Err(Rejection::new(Reason::ContextRequired));
             }
             return Ok(Some(hit));
         }
-        Stats::bump(&shared.stats.cache_misses);
+        shared.stats.cache_lookup(CacheUser::Auth, false);
     }
     let now = unix_now();
     // One await of the verifier, so that its future is held once in this one.

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::auth::{host_unavailable, verify};
+use super::auth::{host_error, host_unavailable, verify};
 use crate::daemon::login::AcceptedLogin;
-use crate::daemon::state::{Shared, Stats};
+use crate::daemon::metrics::{RoomCheck, RoomError};
+use crate::daemon::state::{CacheUser, Shared};
 use crate::digest;
 use crate::protocol::{ErrorCode, Refusal, Reply, Room, RoomSessionFields};
 use crate::room::{RoomDecision, RoomSession, RoomTarget, verify_room};
@@ -26,13 +27,19 @@ enum Login {
 pub(super) async fn room(shared: &Shared, id: Value, room: Room<'_>) -> Reply {
     let host = match shared.registry.get(&room.host) {
         Ok(host) => host,
-        Err(unavailable) => return host_unavailable(id, &room.host, &unavailable),
+        Err(unavailable) => {
+            shared
+                .metrics
+                .room_check(RoomCheck::Error(RoomError::Host(host_error(&unavailable))));
+            return host_unavailable(id, &room.host, &unavailable);
+        }
     };
     let prefix = room.prefix.as_deref().unwrap_or("");
     let sha256 = match (&room.token_sha256, &room.token) {
         (Some(hex), _) => match digest::parse_sha256_hex(hex) {
             Some(sha256) => Some(sha256),
             None => {
+                shared.metrics.room_check(RoomCheck::Error(RoomError::BadRequest));
                 return Reply::error(
                     id,
                     ErrorCode::BadRequest,
@@ -46,11 +53,11 @@ pub(super) async fn room(shared: &Shared, id: Value, room: Room<'_>) -> Reply {
     let remembered = sha256.as_ref().and_then(|sha256| shared.logins.for_room(sha256));
     let login = match (remembered, room.session, &room.token) {
         (Some(login), ..) => {
-            Stats::bump(&shared.stats.cache_hits);
+            shared.stats.cache_lookup(CacheUser::Room, true);
             Login::Remembered(login)
         }
         (None, Some(fields), _) => {
-            Stats::bump(&shared.stats.cache_misses);
+            shared.stats.cache_lookup(CacheUser::Room, false);
             Login::Session(fields)
         }
         // A session's token the daemon does not remember: the login judged its time, so only
@@ -67,6 +74,7 @@ pub(super) async fn room(shared: &Shared, id: Value, room: Room<'_>) -> Reply {
                 Ok(Some(login)) => Login::Remembered(login),
                 Ok(None) => Login::None,
                 Err(rejection) => {
+                    shared.metrics.room_check(RoomCheck::TokenRefused(&rejection.reason));
                     tracing::info!(
                         host = %host.name,
                         token = %digest::fingerprint(token.as_bytes()),
@@ -78,6 +86,7 @@ pub(super) async fn room(shared: &Shared, id: Value, room: Room<'_>) -> Reply {
             }
         }
         (None, None, None) if sha256.is_some() => {
+            shared.metrics.room_check(RoomCheck::Error(RoomError::UnknownToken));
             return Reply::error(
                 id,
                 ErrorCode::UnknownToken,
@@ -110,8 +119,12 @@ pub(super) async fn room(shared: &Shared, id: Value, room: Room<'_>) -> Reply {
         },
     };
     match verify_room(&host.policy, &session, &target) {
-        RoomDecision::Allow { tenant_mismatch } => Reply::new(id, true).with("tenant_mismatch", tenant_mismatch),
+        RoomDecision::Allow { tenant_mismatch } => {
+            shared.metrics.room_check(RoomCheck::Allowed);
+            Reply::new(id, true).with("tenant_mismatch", tenant_mismatch)
+        }
         RoomDecision::Deny { denial, detail } => {
+            shared.metrics.room_check(RoomCheck::Denied(&denial));
             tracing::info!(
                 host = %host.name,
                 room = %room.room,

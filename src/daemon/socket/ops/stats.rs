@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Map, Value, json};
 
-use crate::daemon::state::{DAEMON_VERSION, Shared};
+use crate::daemon::state::{CacheUser, DAEMON_VERSION, Shared};
 use crate::protocol::{Op, Outcome, Reply};
 
 pub(super) fn stats(shared: &Shared, id: Value) -> Reply {
@@ -32,6 +32,10 @@ pub(super) fn stats(shared: &Shared, id: Value) -> Reply {
     }
     let settings = &shared.settings;
     let global_in_use = settings.max_inflight - shared.global.available_permits();
+    let (hits, misses) = CacheUser::ALL
+        .iter()
+        .map(|user| shared.stats.cache_lookups(*user))
+        .fold((0, 0), |(h, m), (hits, misses)| (h + hits, m + misses));
     Reply::new(id, true)
         .with("daemon", DAEMON_VERSION)
         .with("ops", ops)
@@ -56,8 +60,8 @@ pub(super) fn stats(shared: &Shared, id: Value) -> Reply {
             json!({
                 "entries": shared.logins.count(),
                 "capacity": settings.verify_cache_size,
-                "hits": shared.stats.cache_hits.load(Ordering::Relaxed),
-                "misses": shared.stats.cache_misses.load(Ordering::Relaxed),
+                "hits": hits,
+                "misses": misses,
             }),
         )
         .with("hosts", serde_json::to_value(hosts).unwrap_or(Value::Null))

@@ -964,3 +964,45 @@ fn golden_replies_are_byte_for_byte_the_recorded_ones() {
         mismatches.join("\n")
     );
 }
+
+#[test]
+fn ping_says_whether_a_daemon_answers_on_the_socket() {
+    let bin = env!("CARGO_BIN_EXE_token-sidecar");
+    let daemon = Daemon::start("");
+    let out = Command::new(bin)
+        .args(["ping", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .expect("ping");
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.starts_with("token-sidecar "), "{printed}");
+
+    // Nothing there: exit 1, naming the socket.
+    let missing = daemon.dir.path().join("no.sock");
+    let out = Command::new(bin)
+        .args(["ping", "--socket"])
+        .arg(&missing)
+        .output()
+        .expect("ping");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect to"),
+        "{out:?}"
+    );
+
+    // Something that accepts and never answers: exit 1 after --timeout, not a hang.
+    let silent = daemon.dir.path().join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&silent).expect("bind");
+    let held = thread::spawn(move || listener.accept().map(|(stream, _)| stream));
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .args(["ping", "--timeout", "0.3", "--socket"])
+        .arg(&silent)
+        .output()
+        .expect("ping");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no answer on"), "{out:?}");
+    assert!(started.elapsed() < WAIT, "ping waited {:?}", started.elapsed());
+    drop(held.join());
+}

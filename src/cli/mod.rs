@@ -8,6 +8,7 @@ mod host;
 mod keygen;
 mod logging;
 mod mint;
+mod ping;
 mod serve;
 mod verify;
 mod verify_access;
@@ -69,6 +70,9 @@ enum Command {
     /// Prints one line: {"ok":true,"claims":{…}} or {"ok":false,"text":"…"}.
     /// Exits 0 when accepted, 1 when refused, 2 on a usage error (bad file, unreachable JWKS).
     VerifyAccess(verify_access::VerifyAccessArgs),
+    /// Ask a running daemon whether it answers: prints its name and version, exits 0; exits 1
+    /// when nothing answers on the socket within --timeout (for health checks).
+    Ping(ping::PingArgs),
 }
 
 /// Parses the command line, runs the subcommand, and says how it ended.
@@ -76,7 +80,9 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify(args) => {
-            init_logging("warn", LogFormat::Text);
+            // A failed key fetch is in the verdict's `detail` already; its log record would only
+            // repeat it.
+            init_logging("warn,token_sidecar::keys::server=error", LogFormat::Text);
             verify::run(args)
         }
         Command::Mint(args) => {
@@ -98,6 +104,10 @@ pub fn run() -> ExitCode {
         Command::VerifyAccess(args) => {
             init_logging("warn", LogFormat::Text);
             verify_access::run(args)
+        }
+        Command::Ping(args) => {
+            init_logging("warn", LogFormat::Text);
+            ping::run(args)
         }
     };
     match result {

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::{Map, Value, json};
+use token_sidecar::access::stanza::xep0082;
 use token_sidecar::clock::unix_now;
-use token_sidecar::digest;
 use token_sidecar::protocol::Refusal;
-use token_sidecar::room::{RoomDecision, RoomSession, RoomTarget, verify_room};
+use token_sidecar::room::{RoomDecision, RoomDenial, RoomSession, RoomTarget, verify_room};
 use token_sidecar::token::{Accepted, AuthRequest, Check, Rejection, Verifier};
+use token_sidecar::{digest, json};
 
 use super::failure::Failure;
 use super::host::HostArgs;
@@ -63,9 +64,12 @@ fn print_refusal(stage: &str, refusal: Refusal<'_>) {
 
 pub(super) fn run(args: VerifyArgs) -> Result<ExitCode, Failure> {
     let settings = args.target.settings()?;
+    // Plain lines, not log records: they belong with the verdict, which they often explain
+    // ("the key server wins and HS tokens are refused").
     for warning in settings.warnings() {
-        tracing::warn!("{warning}");
+        eprintln!("warning: {warning}");
     }
+    let leeway = settings.leeway;
     let token = read_token(args.token)?;
     let verifier = Verifier::new(settings).map_err(Failure::usage)?;
     let now = args.at.unwrap_or_else(unix_now);
@@ -81,7 +85,12 @@ pub(super) fn run(args: VerifyArgs) -> Result<ExitCode, Failure> {
     let verdict = runtime.block_on(verifier.verify_traced(&request, now, args.explain.then_some(&mut checks)));
 
     if args.explain {
-        explain_token(token.as_deref(), &checks, verdict.as_ref().err());
+        let clock = Clock {
+            now,
+            given: args.at.is_some(),
+            leeway,
+        };
+        explain_token(token.as_deref(), &clock, &checks, verdict.as_ref().err());
     }
     let accepted = match verdict {
         Ok(accepted) => accepted,
@@ -125,7 +134,7 @@ pub(super) fn run(args: VerifyArgs) -> Result<ExitCode, Failure> {
                     } else {
                         ""
                     };
-                    eprintln!("  pass  room join      {room} allowed{noted}");
+                    eprintln!("  pass  {:<18} {room} allowed{noted}", "room join");
                 }
                 out.insert(
                     "room".into(),
@@ -134,7 +143,9 @@ pub(super) fn run(args: VerifyArgs) -> Result<ExitCode, Failure> {
             }
             RoomDecision::Deny { denial, detail } => {
                 if args.explain {
-                    eprintln!("  FAIL  room join      {}: {detail}", denial.text());
+                    eprintln!("  FAIL  {:<18} {}: {detail}", "room join", denial.text());
+                    eprintln!("refused: {}", denial.text());
+                    eprintln!("to fix: {}", room_hint(&denial));
                 }
                 print_refusal("room", Refusal::room(&denial, &detail));
                 return Ok(ExitCode::from(1));
@@ -145,8 +156,23 @@ pub(super) fn run(args: VerifyArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The clock a check ran at, for `--explain`.
+struct Clock {
+    /// Seconds since 1970.
+    now: i64,
+    /// Whether `--at` set it.
+    given: bool,
+    /// The host's `token_leeway`.
+    leeway: u64,
+}
+
+/// A time claim past this (the year 5138, in seconds) is in milliseconds by mistake: today in
+/// milliseconds is about 1.8e12. Jitsi's plugins read it as seconds: an `exp` in milliseconds
+/// never expires, an `nbf` in milliseconds is never reached.
+const SURELY_MILLISECONDS: f64 = 1e11;
+
 /// Prints what the token says and how each check went, for `--explain`.
-fn explain_token(token: Option<&str>, checks: &[Check], rejection: Option<&Rejection>) {
+fn explain_token(token: Option<&str>, clock: &Clock, checks: &[Check], rejection: Option<&Rejection>) {
     match token {
         None => eprintln!("token: none"),
         Some(token) => {
@@ -156,6 +182,8 @@ fn explain_token(token: Option<&str>, checks: &[Check], rejection: Option<&Rejec
                 digest::fingerprint(token.as_bytes())
             );
             let mut parts = token.split('.');
+            // After the loop: the second part, the claims.
+            let mut claims = None;
             for name in ["header", "claims"] {
                 let decoded = parts.next().and_then(|p| {
                     let bytes = base64::Engine::decode(
@@ -165,10 +193,14 @@ fn explain_token(token: Option<&str>, checks: &[Check], rejection: Option<&Rejec
                     .ok()?;
                     serde_json::from_slice::<Value>(&bytes).ok()
                 });
-                match decoded {
-                    Some(v) => eprintln!("{name}: {}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+                match &decoded {
+                    Some(v) => eprintln!("{name}: {}", serde_json::to_string_pretty(v).unwrap_or_default()),
                     None => eprintln!("{name}: (not decodable)"),
                 }
+                claims = decoded;
+            }
+            if let Some(Value::Object(claims)) = &claims {
+                explain_times(claims, clock);
             }
         }
     }
@@ -184,5 +216,70 @@ fn explain_token(token: Option<&str>, checks: &[Check], rejection: Option<&Rejec
     if let Some(rejection) = rejection {
         eprintln!("refused: {}", rejection.reason);
         eprintln!("to fix: {}", rejection.reason.hint());
+    }
+}
+
+/// The clock the checks used and the token's times against it, so that a clock running ahead or
+/// behind, or times in milliseconds, show at a glance.
+fn explain_times(claims: &Map<String, Value>, clock: &Clock) {
+    eprintln!(
+        "clock: {} = {} ({}), token_leeway {} s",
+        clock.now,
+        xep0082(clock.now),
+        if clock.given { "--at" } else { "this machine's clock" },
+        clock.leeway
+    );
+    for name in ["iat", "nbf", "exp"] {
+        let Some(value) = claims.get(name) else {
+            continue;
+        };
+        let Some(time) = value.as_f64().filter(|_| value.is_number()) else {
+            eprintln!("  {name:<4} {value}: {}, not a number of seconds", json::kind(value));
+            continue;
+        };
+        if time.abs() >= SURELY_MILLISECONDS {
+            let as_millis = (time / 1000.0).floor() as i64;
+            eprintln!(
+                "  {name:<4} {value} looks like milliseconds ({}): JWT times are seconds since 1970",
+                xep0082(as_millis)
+            );
+            continue;
+        }
+        let ahead = (time - clock.now as f64).round() as i64;
+        let when = match ahead {
+            0 => "now".to_owned(),
+            a if a > 0 => format!("in {a} s"),
+            a => format!("{} s ago", -a),
+        };
+        let note = if name == "iat" && ahead > clock.leeway as i64 {
+            " (in the future: the clock that made the token runs ahead of this one)"
+        } else {
+            ""
+        };
+        eprintln!("  {name:<4} {value} = {}, {when}{note}", xep0082(time.floor() as i64));
+    }
+}
+
+/// What to change when a room join is refused, for `--explain`.
+fn room_hint(denial: &RoomDenial) -> &'static str {
+    match denial {
+        RoomDenial::InvalidRoomAddress => {
+            "give the room's full address, name@muc-domain, e.g. room1@conference.meet.example.com"
+        }
+        RoomDenial::AuthenticationRequired => {
+            "the room does not let guests in: log in with a token, or let the room allow unauthenticated access"
+        }
+        RoomDenial::RoomMismatch => {
+            "enable_domain_verification is off, so only the room claim counts: set it to the room's name, or \"*\" for any room"
+        }
+        RoomDenial::RoomNameDoesNotMatch => {
+            "the token names no room that matches: set the room claim to the room's name or \"*\" (or fix its context.room.regex pattern); to let tokens without a room claim in, set asap_require_room_claim = false"
+        }
+        RoomDenial::Mismatched => {
+            "with enable_domain_verification on, room must be the room's name or \"*\", and sub the base domain (muc_mapper_domain_base, e.g. meet.example.com), the tenant of a [tenant]room, or \"*\""
+        }
+        RoomDenial::ServerMissingConfig => {
+            "set muc_mapper_domain_base (the base domain, e.g. meet.example.com): rooms with a tenant and sub \"*\" need it"
+        }
     }
 }

@@ -7,7 +7,8 @@ use super::error::ConfigError;
 use super::host::HostSettings;
 
 /// The host docker-jitsi-meet's environment describes: only when `ENABLE_AUTH` is on and
-/// `AUTH_TYPE` is `jwt`, for the VirtualHost `XMPP_DOMAIN`. `get` reads one variable
+/// `PROSODY_AUTH_TYPE` (else `AUTH_TYPE`) is `jwt`, for the VirtualHost `XMPP_DOMAIN`, with the
+/// MUC prefix taken from `XMPP_MUC_DOMAIN`'s first label (default `muc`). `get` reads one variable
 /// (`std::env::var` in the daemon; a map in tests).
 ///
 /// Differences from the template, on purpose: list variables are split on commas with blanks
@@ -18,10 +19,12 @@ pub fn env_host(get: impl Fn(&str) -> Option<String>) -> Result<Option<HostSetti
     let on = |name: &str| {
         set(name).is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
     };
+    // docker-jitsi-meet's Prosody takes PROSODY_AUTH_TYPE, which defaults to AUTH_TYPE.
+    let auth_type = set("PROSODY_AUTH_TYPE").or_else(|| set("AUTH_TYPE"));
     let (Some(domain), true, true) = (
         set("XMPP_DOMAIN"),
         on("ENABLE_AUTH"),
-        set("AUTH_TYPE").is_some_and(|t| t.trim() == "jwt"),
+        auth_type.is_some_and(|t| t.trim() == "jwt"),
     ) else {
         return Ok(None);
     };
@@ -54,12 +57,12 @@ pub fn env_host(get: impl Fn(&str) -> Option<String>) -> Result<Option<HostSetti
     put("asap_accepted_issuers", set("JWT_ACCEPTED_ISSUERS").map(list));
     put("asap_accepted_audiences", set("JWT_ACCEPTED_AUDIENCES").map(list));
     put("muc_mapper_domain_base", Some(Value::from(domain.clone())));
-    put(
-        "muc_mapper_domain_prefix",
-        Some(Value::from(
-            set("XMPP_MUC_DOMAIN_PREFIX").unwrap_or_else(|| "muc".into()),
-        )),
-    );
+    // As the template: the first label of XMPP_MUC_DOMAIN (muc.meet.jitsi → "muc").
+    let prefix = set("XMPP_MUC_DOMAIN")
+        .and_then(|muc| muc.trim().split('.').next().map(str::to_owned))
+        .filter(|label| !label.is_empty())
+        .unwrap_or_else(|| "muc".into());
+    put("muc_mapper_domain_prefix", Some(Value::from(prefix)));
     HostSettings::from_options(&domain, &options, true)
         .map(Some)
         .map_err(|e| ConfigError::Environment(Box::new(e)))
@@ -99,13 +102,18 @@ mod tests {
             ("JWT_ACCEPTED_AUDIENCES", "jitsi"),
             ("JWT_ALLOW_EMPTY", "true"),
             ("JWT_ENABLE_DOMAIN_VERIFICATION", "1"),
-            ("XMPP_MUC_DOMAIN_PREFIX", "conference"),
+            ("XMPP_MUC_DOMAIN", "conference.meet.jitsi"),
         ]);
         let h = env_host(env(&more)).unwrap().unwrap();
         assert_eq!(h.accepted_issuers, vec!["a", "b", "c"]);
         assert_eq!(h.accepted_audiences, vec!["jitsi"]);
         assert!(h.allow_empty_token && h.enable_domain_verification);
         assert_eq!(h.muc_domain().as_deref(), Some("conference.meet.jitsi"));
+
+        // PROSODY_AUTH_TYPE, when set, is the one that counts (as in docker-jitsi-meet).
+        let mut vars = base.to_vec();
+        vars.push(("PROSODY_AUTH_TYPE", "internal"));
+        assert!(env_host(env(&vars)).unwrap().is_none(), "PROSODY_AUTH_TYPE=internal");
 
         // Off unless ENABLE_AUTH is on and AUTH_TYPE is jwt.
         for (k, v) in [("ENABLE_AUTH", "0"), ("AUTH_TYPE", "internal")] {

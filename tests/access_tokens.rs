@@ -2,15 +2,14 @@
 //! `occupant` and `occupants` ops, issuers in `hello` and in the TOML file, the JWKS and RFC 7662
 //! introspection. The Prosody side is tested end to end in tests/e2e/run.mjs.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use base64::Engine;
+use common::daemon::{Conn, HttpDaemon};
 use serde_json::{Map, Value, json};
 
 const MUC: &str = "conference.meet.example.com";
@@ -18,111 +17,31 @@ const ROOM: &str = "room1@conference.meet.example.com";
 const USER: &str = "u1@meet.example.com/res1";
 const SECRET: &str = "introspection-secret-0123456789";
 const KEY: &str = "0123456789abcdef0123456789abcdef";
-const WAIT: Duration = Duration::from_secs(20);
 
-struct Daemon {
-    child: Child,
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-    http: String,
-}
+type Daemon = HttpDaemon;
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
+/// Starts `serve` with an `[http]` listener, a short-lived-token issuer for meet.example.com (an
+/// ES256 key written beside the config), and `body`.
 fn start(body: &str) -> Daemon {
     let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("ts.sock");
-    let port = free_port();
     let key = token_sidecar::keys::generate(jsonwebtoken::Algorithm::ES256).expect("key");
     let key_path = dir.path().join("es.pem");
     std::fs::write(&key_path, key.private_pem()).expect("write key");
-    let config = dir.path().join("c.toml");
-    let text = format!(
-        "[server]\nsocket = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\nintrospect_secret = \"{SECRET}\"\n\
-         [issuers.\"meet.example.com\"]\nmodule = \"short_lived_token\"\nmain_muc = \"{MUC}\"\n\
+    let issuer = format!(
+        "[issuers.\"meet.example.com\"]\nmodule = \"short_lived_token\"\nmain_muc = \"{MUC}\"\n\
          short_lived_token = {{ issuer = \"jitsi\", accepted_audiences = [\"file-sharing\"], key_path = {:?}, key_id = \"es1\", ttl_seconds = 30 }}\n{body}",
-        socket.display().to_string(),
         key_path.display().to_string()
     );
-    std::fs::write(&config, text).expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_token-sidecar"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start daemon");
-    let daemon = Daemon {
-        child,
-        _dir: dir,
-        socket,
-        http: format!("127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + WAIT;
-    while UnixStream::connect(&daemon.socket).is_err() || TcpStream::connect(&daemon.http).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        thread::sleep(Duration::from_millis(20));
-    }
-    daemon
-}
-
-struct Conn {
-    write: UnixStream,
-    read: BufReader<UnixStream>,
-}
-
-impl Conn {
-    fn open(path: &Path) -> Conn {
-        let s = UnixStream::connect(path).expect("connect");
-        s.set_read_timeout(Some(WAIT)).expect("timeout");
-        Conn {
-            read: BufReader::new(s.try_clone().expect("clone")),
-            write: s,
-        }
-    }
-
-    fn call(&mut self, request: Value) -> Value {
-        writeln!(self.write, "{request}").expect("write");
-        let mut line = String::new();
-        self.read.read_line(&mut line).expect("a reply");
-        let reply: Value = serde_json::from_str(&line).expect("JSON");
-        assert_eq!(reply["id"], request["id"], "{reply}");
-        reply
-    }
+    HttpDaemon::start(dir, SECRET, "", &issuer)
 }
 
 /// A POST or GET over HTTP/1.1 to the daemon; returns the status and the body as JSON.
 fn http(addr: &str, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
     let auth = auth
         .map(|a| format!("Authorization: Bearer {a}\r\n"))
         .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("read");
-    let status = response[9..12].parse().expect("status");
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, _, body) = common::daemon::http(addr, method, path, &auth, body);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 fn introspect(d: &Daemon, token: &str) -> Value {

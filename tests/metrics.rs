@@ -7,14 +7,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::thread;
-use std::time::{Duration, Instant};
 
+use common::daemon::{Conn, HttpDaemon, WAIT, http};
 use common::keys::{TestKey, hs_jwt};
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -28,106 +25,15 @@ const MUC: &str = "conference.meet.example.com";
 const ROOM: &str = "room1@conference.meet.example.com";
 const USER: &str = "u1@meet.example.com/res1";
 const SECRET: &str = "introspection-secret-0123456789";
-const WAIT: Duration = Duration::from_secs(20);
 /// Put in every value a request controls; it must never reach `/metrics`.
 const MARK: &str = "Zq7mark";
 
-struct Daemon {
-    child: Child,
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-    http: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+type Daemon = HttpDaemon;
 
 /// Starts `serve` with an `[http]` listener on a free loopback port (plus `http`, more `[http]`
 /// options) and `body`, and waits until both listen.
 fn start(http: &str, body: &str) -> Daemon {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("ts.sock");
-    let port = free_port();
-    let config = dir.path().join("c.toml");
-    let text = format!(
-        "[server]\nsocket = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\nintrospect_secret = \"{SECRET}\"\n{http}\n{body}",
-        socket.display().to_string(),
-    );
-    std::fs::write(&config, text).expect("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_token-sidecar"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start daemon");
-    let daemon = Daemon {
-        child,
-        _dir: dir,
-        socket,
-        http: format!("127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + WAIT;
-    while UnixStream::connect(&daemon.socket).is_err() || TcpStream::connect(&daemon.http).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        thread::sleep(Duration::from_millis(20));
-    }
-    daemon
-}
-
-struct Conn {
-    write: UnixStream,
-    read: BufReader<UnixStream>,
-}
-
-impl Conn {
-    fn open(path: &Path) -> Conn {
-        let s = UnixStream::connect(path).expect("connect");
-        s.set_read_timeout(Some(WAIT)).expect("timeout");
-        Conn {
-            read: BufReader::new(s.try_clone().expect("clone")),
-            write: s,
-        }
-    }
-
-    fn call(&mut self, request: Value) -> Value {
-        writeln!(self.write, "{request}").expect("write");
-        let mut line = String::new();
-        self.read.read_line(&mut line).expect("a reply");
-        let reply: Value = serde_json::from_str(&line).expect("JSON");
-        assert_eq!(reply["id"], request["id"], "{reply}");
-        reply
-    }
-}
-
-/// One HTTP/1.1 request to the daemon; the status, the headers and the body.
-fn http(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("read");
-    let status = response[9..12].parse().expect("status");
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (status, head.to_owned(), body.to_owned())
+    HttpDaemon::start(tempfile::tempdir().expect("tempdir"), SECRET, http, body)
 }
 
 fn introspect(d: &Daemon, secret: &str, token: &str) -> (u16, String) {

@@ -6,5 +6,6 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod daemon;
 pub mod http;
 pub mod keys;

@@ -6,6 +6,7 @@
 //! - [`config`]: host settings under Prosody's option names, and the daemon's own settings;
 //! - [`protocol`]: the socket protocol, and a client of it;
 //! - [`daemon`]: `token-sidecar serve`, the daemon the Prosody shim talks to;
+//! - [`store`]: occupancy and revocations in memory or shared by the shards (Valkey/Redis);
 //! - [`digest`], [`clock`], [`json`], [`cause_chain`]: SHA-256 and fingerprints, the clock, naming
 //!   JSON values, errors on one line.
 //!
@@ -25,4 +26,5 @@ pub mod json;
 pub mod keys;
 pub mod protocol;
 pub mod room;
+pub mod store;
 pub mod token;

@@ -187,6 +187,19 @@ fn allowed_label_values() -> BTreeSet<String> {
         "no_occupant",
         "left",
         "store_error",
+        "revoked",
+        // revocations: where one is in force, what it names, and a 503
+        "shared",
+        "local",
+        "unavailable",
+        "jti",
+        "user",
+        // shared-store operations (token_sidecar_store_errors_total)
+        "publish",
+        "refresh",
+        "lookup",
+        "revoke",
+        "read_revocations",
         // ops, doors, key sources, fetch outcomes, key lookups
         "hello",
         "auth",

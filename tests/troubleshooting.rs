@@ -126,6 +126,7 @@ fn reasons() -> Vec<Reason> {
         KeyBusy => Reason::KeyBusy,
         NoVerificationKey => Reason::NoVerificationKey,
         ContextRequired => Reason::ContextRequired,
+        Revoked => Reason::Revoked,
     })
 }
 

@@ -1,5 +1,6 @@
 //! RFC 7662 introspection of access tokens: active only when an issuer of ours signed it, its
-//! times are valid, and its holder is in that room now.
+//! times are valid, neither its `jti` nor its holder's user is revoked, and its holder is in that
+//! room now.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::issuer::Issuer;
 use super::occupancy::{OccupancyStore, StoreError};
+use super::revocation::{Revocations, Revoked};
 use super::verify::AccessRefusal;
 
 /// The answer to an introspection.
@@ -14,7 +16,8 @@ use super::verify::AccessRefusal;
 pub enum Introspection {
     /// Valid, and the holder is present: the claims.
     Active(Map<String, Value>),
-    /// Not active, and why (for logs; the caller is told only `active: false`).
+    /// Not active, and why (for logs; the caller is told `active: false`, and a `reason` only
+    /// where [`Inactive::reason`] gives one).
     Inactive(Inactive),
 }
 
@@ -41,13 +44,49 @@ pub enum Inactive {
         /// The holder.
         jid: String,
     },
+    /// Its `jti`, or its holder's user (`occupant.user_id`), is revoked.
+    #[error("its {0} is revoked")]
+    Revoked(RevokedPart),
     /// The store could not say.
     #[error("{0}")]
     Store(String),
 }
 
+/// Which part of an access token is revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokedPart {
+    /// Its `jti`.
+    TokenId,
+    /// Its holder's user, `occupant.user_id`.
+    User,
+}
+
+impl std::fmt::Display for RevokedPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RevokedPart::TokenId => "jti",
+            RevokedPart::User => "user (occupant.user_id)",
+        })
+    }
+}
+
+impl Inactive {
+    /// The `reason` an inactive answer carries, when it may say one: `revoked` (told only for a
+    /// token that is ours and in date), `store_unreachable` (ask again, or another shard). Every
+    /// other reason stays unsaid, as RFC 7662 advises: a caller learns nothing about a token that
+    /// is not ours, or about whether its holder left.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Inactive::Revoked(_) => Some("revoked"),
+            Inactive::Store(_) => Some("store_unreachable"),
+            _ => None,
+        }
+    }
+}
+
 impl Introspection {
-    /// The response body: `{"active":true, …claims}` or `{"active":false}`.
+    /// The response body: `{"active":true, …claims}`, `{"active":false}`, or
+    /// `{"active":false,"reason":…}` ([`Inactive::reason`]).
     pub fn to_json(&self) -> Value {
         match self {
             Introspection::Active(claims) => {
@@ -57,7 +96,10 @@ impl Introspection {
                 body.extend(claims.iter().map(|(k, v)| (k.clone(), v.clone())));
                 Value::Object(body)
             }
-            Introspection::Inactive(_) => serde_json::json!({"active": false}),
+            Introspection::Inactive(why) => match why.reason() {
+                Some(reason) => serde_json::json!({"active": false, "reason": reason}),
+                None => serde_json::json!({"active": false}),
+            },
         }
     }
 }
@@ -87,13 +129,41 @@ fn verified(issuers: &[Arc<Issuer>], token: &str, now: i64) -> Result<Map<String
     Err(last.map_or(Inactive::UnknownIssuer(iss), Inactive::Refused))
 }
 
-/// Introspects `token` at `now` against `issuers` and the occupancy in `store`.
-pub async fn introspect(issuers: &[Arc<Issuer>], store: &dyn OccupancyStore, token: &str, now: i64) -> Introspection {
+/// Which part of a token with these claims is revoked at `now`: its `jti`, else its
+/// `occupant.user_id` (asking a shared store itself, [`Revocations::first_revoked`]).
+async fn revoked(claims: &Map<String, Value>, revocations: &dyn Revocations, now: i64) -> Option<RevokedPart> {
+    let string = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let mut what = Vec::with_capacity(2);
+    let mut parts = Vec::with_capacity(2);
+    if let Some(jti) = string(claims.get("jti")) {
+        what.push(Revoked::TokenId(jti));
+        parts.push(RevokedPart::TokenId);
+    }
+    if let Some(user) = string(claims.get("occupant").and_then(|o| o.get("user_id"))) {
+        what.push(Revoked::User(user));
+        parts.push(RevokedPart::User);
+    }
+    let i = revocations.first_revoked(&what, now).await?;
+    parts.get(i).copied()
+}
+
+/// Introspects `token` at `now` against `issuers`, `revocations` and the occupancy in `store`.
+pub async fn introspect(
+    issuers: &[Arc<Issuer>],
+    revocations: &dyn Revocations,
+    store: &dyn OccupancyStore,
+    token: &str,
+    now: i64,
+) -> Introspection {
     let inactive = Introspection::Inactive;
     let claims = match verified(issuers, token, now) {
         Ok(claims) => claims,
         Err(why) => return inactive(why),
     };
+    // After the signature and times: a reason is told only for a token of ours.
+    if let Some(part) = revoked(&claims, revocations, now).await {
+        return inactive(Inactive::Revoked(part));
+    }
     let occupant = claims.get("occupant").and_then(Value::as_object);
     let field = |name| occupant.and_then(|o| o.get(name)).and_then(Value::as_str);
     let (Some(room), Some(jid)) = (field("room"), field("jid")) else {

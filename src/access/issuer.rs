@@ -1,6 +1,7 @@
 //! The issuer: one per Prosody module that hands out access tokens. It decides who gets a token
-//! (a current occupant of that room, within the rate limit), writes the claims each reference
-//! module writes plus ours, signs with a key parsed once, and builds the reply stanza.
+//! (a current occupant of that room, whose user is not revoked, within the rate limit), writes the
+//! claims each reference module writes plus ours, signs with a key parsed once, and builds the
+//! reply stanza.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::revocation::{Revocations, Revoked};
 use super::settings::{IssuerKey, IssuerModule, IssuerPolicy, IssuerProblem, IssuerSettings, PreviousKey};
 use super::stanza::{self, Ask, Credential, ErrorKind, StanzaProblem};
 use super::verify::{AccessRefusal, AccessVerifier};
@@ -129,7 +131,25 @@ pub enum Issued {
         text: String,
         /// The error IQ.
         stanza: String,
+        /// Because the sender's user is revoked (the error is the one a non-occupant gets).
+        revoked: bool,
     },
+}
+
+/// A user id as revocation names it: a JSON string as it is, a number as its JSON text; `None`
+/// for anything else (and for null).
+pub fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The id of a login's user: `id` of its `context.user` (the session's `jitsi_meet_context_user`,
+/// which is `{"id": user_id}` for a Firebase-style token), by [`id_text`].
+pub fn user_id(context_user: &Value) -> Option<String> {
+    context_user.get("id").and_then(id_text)
 }
 
 /// Why an access-token request could not be answered with a stanza at all.
@@ -226,8 +246,10 @@ impl Issuer {
         &self.jwks
     }
 
-    /// Answers an access-token IQ, at `now` (unix seconds).
-    pub fn issue(&self, req: &IssueRequest, now: i64) -> Result<Issued, IssueError> {
+    /// Answers an access-token IQ, at `now` (unix seconds). A sender whose user (the id of the
+    /// session's `jitsi_meet_context_user`) is revoked in `revocations` gets the error a
+    /// non-occupant gets.
+    pub fn issue(&self, req: &IssueRequest, now: i64, revocations: &dyn Revocations) -> Result<Issued, IssueError> {
         let door = req.door.unwrap_or(match self.settings.module {
             IssuerModule::AccessToken => Door::Muc,
             IssuerModule::ShortLivedToken => Door::Extdisco,
@@ -244,8 +266,13 @@ impl Issuer {
             });
         }
         let iq = stanza::read(&req.stanza, &self.settings.name)?;
+        let asker = Asker {
+            user: req.session.jitsi_meet_context_user.as_ref().and_then(user_id),
+            revocations,
+            now,
+        };
         match (&iq.ask, door) {
-            (Ask::AccessToken, Door::Muc) => self.muc(req, &iq, now),
+            (Ask::AccessToken, Door::Muc) => self.muc(req, &iq, &asker),
             (Ask::Credentials(hosts), Door::Extdisco) => {
                 let audiences: Vec<&String> = hosts
                     .iter()
@@ -254,7 +281,7 @@ impl Issuer {
                 if audiences.is_empty() {
                     return Ok(Issued::Pass);
                 }
-                self.extdisco(req, &iq, &audiences, now)
+                self.extdisco(req, &iq, &audiences, &asker)
             }
             _ => Ok(Issued::Pass),
         }
@@ -265,16 +292,18 @@ impl Issuer {
             kind,
             text: text.to_owned(),
             stanza: iq.error(kind, text),
+            revoked: false,
         }
     }
 
-    /// Occupancy and rate checks shared by both doors; `Err` is the refusal.
+    /// Occupancy, revocation and rate checks shared by both doors; `Err` is the refusal.
     fn admit(
         &self,
         req: &IssueRequest,
         iq: &stanza::Request,
         room: Option<&str>,
         not_occupant: ErrorKind,
+        asker: &Asker<'_>,
     ) -> Result<(super::Occupant, OccupantInfo), Issued> {
         let Some(room) = room else {
             return Err(Self::refuse(iq, not_occupant, "the session has no room"));
@@ -289,6 +318,15 @@ impl Issuer {
                 "only occupants of the room get access tokens",
             ));
         };
+        if let Some(user) = &asker.user
+            && asker.revocations.is_revoked(&Revoked::User(user.clone()), asker.now)
+        {
+            let mut refused = Self::refuse(iq, not_occupant, "access tokens are revoked for this user");
+            if let Issued::Refused { revoked, .. } = &mut refused {
+                *revoked = true;
+            }
+            return Err(refused);
+        }
         let from = iq.from.to_string();
         if !self.limiter.allow(&format!("{room}\n{from}")) {
             return Err(Self::refuse(
@@ -307,7 +345,7 @@ impl Issuer {
         ))
     }
 
-    fn muc(&self, req: &IssueRequest, iq: &stanza::Request, now: i64) -> Result<Issued, IssueError> {
+    fn muc(&self, req: &IssueRequest, iq: &stanza::Request, asker: &Asker<'_>) -> Result<Issued, IssueError> {
         let room = iq.to.to_bare().to_string();
         if let Some(shim) = &req.room
             && *shim != room
@@ -317,7 +355,7 @@ impl Issuer {
                 stanza: room,
             });
         }
-        let (occupant, info) = match self.admit(req, iq, Some(&room), ErrorKind::Forbidden) {
+        let (occupant, info) = match self.admit(req, iq, Some(&room), ErrorKind::Forbidden, asker) {
             Ok(admitted) => admitted,
             Err(refused) => return Ok(refused),
         };
@@ -332,7 +370,7 @@ impl Issuer {
         if let Some(aud) = &self.settings.audience {
             claims.insert("aud".into(), Value::from(aud.as_str()));
         }
-        self.common_claims(&mut claims, &occupant, &info, now);
+        self.common_claims(&mut claims, &occupant, &info, asker);
         let token = self.minter.sign(&claims)?;
         Ok(Issued::Tokens {
             stanza: iq.token_result(&self.alg_name, &token),
@@ -345,9 +383,10 @@ impl Issuer {
         req: &IssueRequest,
         iq: &stanza::Request,
         audiences: &[&String],
-        now: i64,
+        asker: &Asker<'_>,
     ) -> Result<Issued, IssueError> {
-        let (occupant, info) = match self.admit(req, iq, req.room.as_deref(), ErrorKind::NotAllowed) {
+        let now = asker.now;
+        let (occupant, info) = match self.admit(req, iq, req.room.as_deref(), ErrorKind::NotAllowed, asker) {
             Ok(admitted) => admitted,
             Err(refused) => return Ok(refused),
         };
@@ -408,7 +447,7 @@ impl Issuer {
                 self.settings.region.clone().map(Value::from),
             );
             put(&mut claims, "user_region", s.user_region.clone());
-            self.common_claims(&mut claims, &occupant, &info, now);
+            self.common_claims(&mut claims, &occupant, &info, asker);
             services.push(Credential {
                 audience: (*aud).clone(),
                 token: self.minter.sign(&claims)?,
@@ -426,7 +465,14 @@ impl Issuer {
     }
 
     /// `iat`, `exp`, `jti` and `occupant`, in both doors' tokens.
-    fn common_claims(&self, claims: &mut Map<String, Value>, o: &super::Occupant, info: &OccupantInfo, now: i64) {
+    fn common_claims(
+        &self,
+        claims: &mut Map<String, Value>,
+        o: &super::Occupant,
+        info: &OccupantInfo,
+        asker: &Asker<'_>,
+    ) {
+        let now = asker.now;
         claims.insert("iat".into(), Value::from(now));
         claims.insert("exp".into(), Value::from(now + self.ttl()));
         claims.insert("jti".into(), Value::from(new_jti()));
@@ -437,8 +483,17 @@ impl Issuer {
         occupant.insert("nick".into(), Value::from(nick));
         put(&mut occupant, "role", info.role.clone().map(Value::from));
         put(&mut occupant, "affiliation", info.affiliation.clone().map(Value::from));
+        // What `POST /v1/revoke user=` names, so that introspection can refuse a revoked user's tokens.
+        put(&mut occupant, "user_id", asker.user.clone().map(Value::from));
         claims.insert("occupant".into(), Value::Object(occupant));
     }
+}
+
+/// Who asks, beyond the request: the session's user, the revocations, the time.
+struct Asker<'a> {
+    user: Option<String>,
+    revocations: &'a dyn Revocations,
+    now: i64,
 }
 
 fn put(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
@@ -534,6 +589,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::access::MemoryRevocations;
     use crate::access::settings::read_issuer;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -579,7 +635,10 @@ mod tests {
     #[test]
     fn an_occupant_gets_contribs_claims_and_ours() {
         let issuer = contrib(json!({"access_token_audience": "api"}));
-        let Issued::Tokens { stanza, occupant } = issuer.issue(&occupant_request(), 1000).unwrap() else {
+        let Issued::Tokens { stanza, occupant } = issuer
+            .issue(&occupant_request(), 1000, &MemoryRevocations::default())
+            .unwrap()
+        else {
             panic!()
         };
         assert_eq!(occupant.jid, "u@meet.example.com/r1");
@@ -633,7 +692,8 @@ mod tests {
     #[test]
     fn refusals_name_the_condition() {
         let issuer = contrib(json!({}));
-        let kind = |req: &IssueRequest| match issuer.issue(req, 1000).unwrap() {
+        let none = MemoryRevocations::default();
+        let kind = |req: &IssueRequest| match issuer.issue(req, 1000, &none).unwrap() {
             Issued::Refused { kind, .. } => Some(kind),
             _ => None,
         };
@@ -649,12 +709,49 @@ mod tests {
         assert_eq!(kind(&r), Some(ErrorKind::ResourceConstraint));
         let mut set = occupant_request();
         set.stanza = IQ.replace("type='get'", "type='set'");
-        assert_eq!(issuer.issue(&set, 1000).unwrap(), Issued::Pass);
+        assert_eq!(issuer.issue(&set, 1000, &none).unwrap(), Issued::Pass);
         let mut other_room = occupant_request();
         other_room.room = Some("room2@conference.meet.example.com".into());
         assert!(matches!(
-            issuer.issue(&other_room, 1000),
+            issuer.issue(&other_room, 1000, &none),
             Err(IssueError::RoomMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn a_revoked_user_gets_what_a_non_occupant_gets_and_others_carry_their_user_id() {
+        let issuer = contrib(json!({"access_token_rate_limit": 0}));
+        let revocations = MemoryRevocations::default();
+        revocations.insert(Revoked::User("alice".into()), 2000, 1000).unwrap();
+        let mut alice = occupant_request();
+        alice.session.jitsi_meet_context_user = Some(json!({"id": "alice", "name": "Alice"}));
+        let Issued::Refused {
+            kind, text, revoked, ..
+        } = issuer.issue(&alice, 1000, &revocations).unwrap()
+        else {
+            panic!("a token for a revoked user")
+        };
+        assert_eq!(
+            (kind, text.as_str(), revoked),
+            (ErrorKind::Forbidden, "access tokens are revoked for this user", true)
+        );
+        // Once the revocation ends, alice gets one, and it names her.
+        let Issued::Tokens { stanza, .. } = issuer.issue(&alice, 2000, &revocations).unwrap() else {
+            panic!("no token after the revocation ended")
+        };
+        assert_eq!(claims_of(&stanza)["occupant"]["user_id"], "alice");
+        let mut bob = occupant_request();
+        bob.session.jitsi_meet_context_user = Some(json!({"id": 42}));
+        let Issued::Tokens { stanza, .. } = issuer.issue(&bob, 1000, &revocations).unwrap() else {
+            panic!("bob is not revoked")
+        };
+        assert_eq!(
+            claims_of(&stanza)["occupant"]["user_id"],
+            "42",
+            "a numeric id as its JSON text"
+        );
+        // Requests that are not ours pass, revoked or not.
+        alice.stanza = IQ.replace("type='get'", "type='set'");
+        assert_eq!(issuer.issue(&alice, 1000, &revocations).unwrap(), Issued::Pass);
     }
 }

@@ -79,6 +79,21 @@ impl MemoryStore {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, RoomOccupants>> {
         self.rooms.write().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Every entry now (a shared store publishes what changed between two of these).
+    pub fn occupants(&self) -> Vec<Occupant> {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .iter()
+            .flat_map(|(room, occupants)| {
+                occupants.iter().map(|(jid, (nick, _))| Occupant {
+                    room: room.clone(),
+                    jid: jid.clone(),
+                    nick: nick.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 impl OccupancyStore for MemoryStore {

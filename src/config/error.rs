@@ -28,9 +28,9 @@ pub enum ConfigError {
     /// Not TOML.
     #[error("{0}")]
     Syntax(String),
-    /// A top-level key other than `server`, `hosts`, `issuers` and `http`.
+    /// A top-level key other than `server`, `hosts`, `issuers`, `http` and `store`.
     #[error(
-        "unknown top-level key `{0}` (expected [server], [http], [hosts.\"<VirtualHost>\"] or [issuers.\"<Prosody host>\"])"
+        "unknown top-level key `{0}` (expected [server], [http], [store], [hosts.\"<VirtualHost>\"] or [issuers.\"<Prosody host>\"])"
     )]
     UnknownSection(String),
     /// `hosts` is not a table of tables.
@@ -45,6 +45,9 @@ pub enum ConfigError {
     /// A problem in `[http]`.
     #[error("{0}")]
     Http(#[from] super::HttpProblem),
+    /// A problem in `[store]`.
+    #[error("{0}")]
+    Store(#[from] super::StoreProblem),
     /// `issuers` is not a table of tables.
     #[error("`issuers` must be a table of [issuers.\"<Prosody host>\"] tables")]
     IssuersNotATable,

@@ -8,7 +8,7 @@
 //! of every option from one table ([`options::HOST_OPTIONS`]).
 //!
 //! Files: `options.rs` (the host-option table and the typed reader), `host.rs` (one host's
-//! settings), `server.rs` (`[server]`), `env.rs` (docker-jitsi-meet's environment), `error.rs`
+//! settings), `server.rs` (`[server]`), `http.rs` (`[http]`), `store.rs` (`[store]`), `env.rs` (docker-jitsi-meet's environment), `error.rs`
 //! (what can go wrong, by file, table, host and option).
 
 mod env;
@@ -17,6 +17,7 @@ mod host;
 mod http;
 pub mod options;
 mod server;
+mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use error::{ConfigError, HostProblem, ServerProblem, ValueProblem};
 pub use host::HostSettings;
 pub use http::{HttpProblem, HttpSettings};
 pub use server::{DEFAULT_SOCKET, ServerSettings};
+pub use store::{StoreAddress, StoreKind, StoreProblem, StoreSettings, redact_url, valid_shard};
 
 /// A whole configuration: `[server]` and the hosts of the file and the environment. `Debug` shows
 /// the issuers by name only (their options hold keys).
@@ -44,6 +46,8 @@ pub struct Config {
     pub issuers: BTreeMap<String, Map<String, Value>>,
     /// `[http]`.
     pub http: HttpSettings,
+    /// `[store]`.
+    pub store: StoreSettings,
 }
 
 impl Config {
@@ -81,6 +85,7 @@ impl Config {
                     }
                 }
                 "http" => config.http = HttpSettings::from_table(&toml_to_json(value))?,
+                "store" => config.store = StoreSettings::from_table(&toml_to_json(value))?,
                 "issuers" => {
                     let Value::Object(issuers) = toml_to_json(value) else {
                         return Err(ConfigError::IssuersNotATable);
@@ -132,6 +137,7 @@ impl std::fmt::Debug for Config {
             env_hosts,
             issuers,
             http,
+            store,
         } = self;
         f.debug_struct("Config")
             .field("server", server)
@@ -139,6 +145,7 @@ impl std::fmt::Debug for Config {
             .field("env_hosts", env_hosts)
             .field("issuers", &issuers.keys().collect::<Vec<_>>())
             .field("http", http)
+            .field("store", store)
             .finish()
     }
 }
@@ -233,12 +240,14 @@ mod tests {
     fn debug_shows_no_issuer_key_and_no_introspection_secret() {
         let c = Config::from_toml(
             "[http]\nintrospect_secret = \"introspect-never-shown\"\n\
-             [issuers.\"c.example\"]\nmodule = \"access_token\"\naccess_token_key = \"key-never-shown-0123456789abcdef\"\n",
+             [issuers.\"c.example\"]\nmodule = \"access_token\"\naccess_token_key = \"key-never-shown-0123456789abcdef\"\n\
+             [store]\nkind = \"valkey\"\nurl = \"redis://u:store-never-shown@h:6379/0\"\n",
         )
         .unwrap();
         let shown = format!("{c:?} {c:#?}");
         assert!(!shown.contains("never-shown"), "{shown}");
         assert!(shown.contains("c.example"), "{shown}");
+        assert_eq!(c.store.kind, StoreKind::Valkey);
     }
 
     #[test]

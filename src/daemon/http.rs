@@ -1,7 +1,7 @@
 //! The HTTP listener for API services (`[http] listen`): the public keys of the access-token
-//! issuers as a JWKS, RFC 7662 introspection, and a health check; and for Prometheus, the
-//! daemon's metrics (`GET /metrics`, unless `[http] metrics = false`). axum on hyper; thin over
-//! [`crate::access`] and [`super::scrape`].
+//! issuers as a JWKS, RFC 7662 introspection, revocation of token ids and users, and a health
+//! check; and for Prometheus, the daemon's metrics (`GET /metrics`, unless `[http] metrics =
+//! false`). axum on hyper; thin over [`crate::access`] and [`super::scrape`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,15 +16,23 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::metrics::Introspected;
+use super::metrics::{Introspected, Revocation, RevokedKind};
 use super::scrape;
 use super::state::{DAEMON_VERSION, Shared};
+use crate::access::Revoked;
 use crate::access::introspect::{Introspection, introspect};
 use crate::clock::unix_now;
 use crate::config::HttpSettings;
 
 /// The largest request body read: a form with one token.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The longest token id or user id `POST /v1/revoke` takes, in bytes.
+pub const MAX_REVOKED_ID_BYTES: usize = 1024;
+/// How long a revocation lasts without `until`: 24 hours.
+pub const DEFAULT_REVOCATION_SECS: i64 = 24 * 3600;
+/// The furthest ahead `until` may be: 366 days.
+pub const MAX_REVOCATION_SECS: i64 = 366 * 24 * 3600;
 
 #[derive(Clone)]
 struct App {
@@ -50,7 +58,8 @@ pub fn router(shared: Arc<Shared>, settings: &HttpSettings) -> Router {
     let mut router = Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
-        .route("/v1/introspect", post(introspection));
+        .route("/v1/introspect", post(introspection))
+        .route("/v1/revoke", post(revoke));
     if settings.metrics {
         router = router.route("/metrics", get(metrics));
     }
@@ -131,8 +140,10 @@ fn error(status: StatusCode, code: &str, text: &str) -> Response {
 }
 
 impl App {
-    /// `None` when the caller may introspect, else the refusal to send.
-    fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
+    /// `None` when the caller may use `endpoint` ("introspection", "revocation"), else the refusal
+    /// to send. Both take the same secret, and both are open without one only where
+    /// `introspect_without_secret` allows it (a loopback listener).
+    fn refusal(&self, headers: &HeaderMap, endpoint: &str) -> Option<Response> {
         let Some(secret) = &self.secret else {
             if self.open {
                 return None;
@@ -140,7 +151,7 @@ impl App {
             return Some(error(
                 StatusCode::FORBIDDEN,
                 "access_denied",
-                "introspection is disabled: set [http] introspect_secret",
+                &format!("{endpoint} is disabled: set [http] introspect_secret"),
             ));
         };
         let presented = headers
@@ -155,7 +166,7 @@ impl App {
             _ => Some(error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
-                "introspection needs Authorization: Bearer <introspect_secret>",
+                &format!("{endpoint} needs Authorization: Bearer <introspect_secret>"),
             )),
         }
     }
@@ -166,7 +177,7 @@ async fn introspection(
     headers: HeaderMap,
     form: Result<Form<IntrospectForm>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = app.refusal(&headers) {
+    if let Some(refused) = app.refusal(&headers, "introspection") {
         app.shared.metrics.introspection(Introspected::Unauthorized);
         return refused;
     }
@@ -179,7 +190,14 @@ async fn introspection(
         );
     };
     let issuers = app.shared.issuers.ready();
-    let answer = introspect(&issuers, app.shared.occupancy.as_ref(), &token, unix_now()).await;
+    let answer = introspect(
+        &issuers,
+        app.shared.revocations.as_ref(),
+        app.shared.occupancy.as_ref(),
+        &token,
+        unix_now(),
+    )
+    .await;
     match &answer {
         Introspection::Active(_) => app.shared.metrics.introspection(Introspected::Active),
         Introspection::Inactive(why) => {
@@ -188,4 +206,179 @@ async fn introspection(
         }
     }
     axum::Json(answer.to_json()).into_response()
+}
+
+/// What `POST /v1/revoke` was asked: what to revoke, until when.
+#[derive(Debug, PartialEq)]
+struct RevokeRequest {
+    what: Revoked,
+    until: i64,
+}
+
+/// The form fields of `POST /v1/revoke` at `now`: exactly one of `jti` or `user`, each at most
+/// [`MAX_REVOKED_ID_BYTES`] bytes, not empty, no control characters; `until` in whole seconds
+/// since 1970, after `now` and at most [`MAX_REVOCATION_SECS`] ahead (default
+/// [`DEFAULT_REVOCATION_SECS`] ahead). `Err` is the text for the 400.
+fn read_revoke(fields: Vec<(String, String)>, now: i64) -> Result<RevokeRequest, String> {
+    let (mut jti, mut user, mut until) = (None, None, None);
+    for (name, value) in fields {
+        let slot = match name.as_str() {
+            "jti" => &mut jti,
+            "user" => &mut user,
+            "until" => &mut until,
+            _ => {
+                let shown: String = name.chars().take(32).flat_map(char::escape_default).collect();
+                return Err(format!(
+                    "unknown field \"{shown}\": expected jti or user, and optionally until"
+                ));
+            }
+        };
+        if slot.replace(value).is_some() {
+            return Err(format!("{name} is given twice"));
+        }
+    }
+    let checked = |name: &str, value: String| -> Result<String, String> {
+        if value.is_empty() {
+            Err(format!("{name} is empty"))
+        } else if value.len() > MAX_REVOKED_ID_BYTES {
+            Err(format!("{name} is longer than {MAX_REVOKED_ID_BYTES} bytes"))
+        } else if value.chars().any(char::is_control) {
+            Err(format!("{name} holds a control character"))
+        } else {
+            Ok(value)
+        }
+    };
+    let what = match (jti, user) {
+        (Some(jti), None) => Revoked::TokenId(checked("jti", jti)?),
+        (None, Some(user)) => Revoked::User(checked("user", user)?),
+        _ => return Err("give exactly one of jti=<token id> or user=<user id>".into()),
+    };
+    let until = match until {
+        None => now + DEFAULT_REVOCATION_SECS,
+        Some(text) => {
+            let until: i64 = text
+                .parse()
+                .ok()
+                .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or("until must be whole seconds since 1970 (digits only)")?;
+            if until <= now {
+                return Err(format!("until {until} is not in the future (now is {now})"));
+            }
+            if until - now > MAX_REVOCATION_SECS {
+                return Err(format!(
+                    "until {until} is more than {} days ahead",
+                    MAX_REVOCATION_SECS / 86_400
+                ));
+            }
+            until
+        }
+    };
+    Ok(RevokeRequest { what, until })
+}
+
+/// `POST /v1/revoke`: `jti=<token id>` or `user=<user id>`, optionally `until=<unix seconds>`.
+async fn revoke(
+    State(app): State<App>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    if let Some(refused) = app.refusal(&headers, "revocation") {
+        app.shared.metrics.revocation(Revocation::Unauthorized);
+        return refused;
+    }
+    let now = unix_now();
+    let request = form
+        .map_err(|_| {
+            "expected a form body (application/x-www-form-urlencoded) with jti=<token id> or user=<user id>, and optionally until=<unix seconds>".to_owned()
+        })
+        .and_then(|Form(fields)| read_revoke(fields, now));
+    let RevokeRequest { what, until } = match request {
+        Ok(request) => request,
+        Err(text) => {
+            app.shared.metrics.revocation(Revocation::BadRequest);
+            return error(StatusCode::BAD_REQUEST, "invalid_request", &text);
+        }
+    };
+    let (kind, name, id) = match &what {
+        Revoked::TokenId(jti) => (RevokedKind::TokenId, "jti", jti.clone()),
+        Revoked::User(user) => (RevokedKind::User, "user", user.clone()),
+    };
+    let fingerprint = crate::digest::fingerprint(id.as_bytes());
+    let revocations = app.shared.revocations.as_ref();
+    let shared = match revocations.revoke(what.clone(), until).await {
+        Ok(()) => revocations.is_shared(),
+        // The store could not take it: in force here all the same when the local copy has it
+        // until then.
+        Err(e) if revocations.is_revoked(&what, until - 1) => {
+            tracing::warn!(kind = name, id = %fingerprint, until, "revocation in force on this daemon only: {e}");
+            false
+        }
+        Err(e) => {
+            app.shared.metrics.revocation(Revocation::Unavailable);
+            tracing::error!(kind = name, id = %fingerprint, until, "revocation not recorded: {e}");
+            let mut refused = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                &format!("the revocation was not recorded: {e}"),
+            );
+            refused
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            return refused;
+        }
+    };
+    app.shared.metrics.revocation(if shared {
+        Revocation::Shared(kind)
+    } else {
+        Revocation::Local(kind)
+    });
+    tracing::info!(kind = name, id = %fingerprint, until, shared, "revoked");
+    axum::Json(json!({"revoked": {name: id}, "until": until, "shared": shared})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn revoke_forms_are_bounded() {
+        let now = 1_800_000_000;
+        let read = |pairs: &[(&str, &str)]| read_revoke(form(pairs), now);
+        assert_eq!(
+            read(&[("jti", "abc")]),
+            Ok(RevokeRequest {
+                what: Revoked::TokenId("abc".into()),
+                until: now + DEFAULT_REVOCATION_SECS
+            })
+        );
+        assert_eq!(
+            read(&[("user", "alice@example.com"), ("until", "1800000060")]),
+            Ok(RevokeRequest {
+                what: Revoked::User("alice@example.com".into()),
+                until: 1_800_000_060
+            })
+        );
+        let refused = |pairs: &[(&str, &str)], text: &str| {
+            let got = read(pairs).expect_err("refused");
+            assert!(got.contains(text), "{pairs:?}: {got}");
+        };
+        refused(&[], "exactly one of");
+        refused(&[("jti", "a"), ("user", "b")], "exactly one of");
+        refused(&[("jti", "a"), ("jti", "b")], "jti is given twice");
+        refused(&[("jti", "")], "jti is empty");
+        refused(&[("user", "a\nb")], "user holds a control character");
+        let long = "x".repeat(MAX_REVOKED_ID_BYTES + 1);
+        refused(&[("jti", &long)], "longer than 1024 bytes");
+        assert!(read(&[("jti", &long[1..])]).is_ok(), "1024 bytes is the limit");
+        refused(&[("token", "x")], "unknown field \"token\"");
+        refused(&[("jti", "a"), ("until", "soon")], "whole seconds");
+        refused(&[("jti", "a"), ("until", "+1800000060")], "whole seconds");
+        refused(&[("jti", "a"), ("until", "1800000000")], "not in the future");
+        refused(&[("jti", "a"), ("until", "1900000000")], "more than 366 days ahead");
+        refused(&[("jti", "a"), ("until", "99999999999999999999999")], "whole seconds");
+    }
 }

@@ -13,11 +13,12 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::limited_cache::{Digest, LimitedCache};
+use crate::access::issuer::{id_text, user_id};
 use crate::config::ServerSettings;
 use crate::digest::Sha256Hex;
 use crate::protocol::Prepared;
 use crate::room::RoomSession;
-use crate::token::{SessionView, VerifiedToken};
+use crate::token::{ContextUser, SessionView, VerifiedToken};
 
 /// A host generation no host has: the entry serves room checks only (a token verified with a
 /// session's own `public_key`, or verified for a room join without its times).
@@ -36,6 +37,11 @@ pub struct AcceptedLogin {
     context_room: Option<Value>,
     tenant: Option<Value>,
     has_context: bool,
+    /// The token's `jti`, when a string: what a revocation of the token names.
+    jti: Option<Box<str>>,
+    /// The token's user, `context.user.id` (or a Firebase-style `user_id`), else `sub`: what a
+    /// revocation of the user names.
+    user: Option<Box<str>>,
     /// The host settings' generation the token was verified under, or [`ROOM_ONLY`].
     generation: u64,
     /// Until when the same token logs in again without a verification: its `exp`, at most
@@ -58,6 +64,8 @@ impl AcceptedLogin {
             context_room: room.context_room.cloned(),
             tenant: room.tenant.cloned(),
             has_context: token.claims.contains_key("context"),
+            jti: token.claims.get("jti").and_then(Value::as_str).map(Box::from),
+            user: login_user(token).map(String::into_boxed_str),
             generation,
             valid_until,
         }
@@ -73,6 +81,16 @@ impl AcceptedLogin {
         self.has_context
     }
 
+    /// The token's `jti`, when it is a string.
+    pub fn jti(&self) -> Option<&str> {
+        self.jti.as_deref()
+    }
+
+    /// The token's user: `context.user.id` (or a Firebase-style `user_id`), else `sub`.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
     /// The claims the room check reads, as `VerifiedToken::room_session` gave them.
     pub fn room_session<'a>(&'a self, query_prefix: &'a str) -> RoomSession<'a> {
         RoomSession {
@@ -84,6 +102,18 @@ impl AcceptedLogin {
             query_prefix,
         }
     }
+}
+
+/// The user of a login, as a revocation names it: the id of the session's
+/// `jitsi_meet_context_user` (`context.user.id`, or a Firebase-style top-level `user_id`), else
+/// `sub`; a string as it is, a number as its JSON text.
+fn login_user(token: &VerifiedToken) -> Option<String> {
+    let from_context = match token.session_view().jitsi_meet_context_user {
+        Some(ContextUser::Claim(user)) => user_id(user),
+        Some(ContextUser::UserId(id)) => id_text(id),
+        None => None,
+    };
+    from_context.or_else(|| token.claims.get("sub").and_then(id_text))
 }
 
 impl Prepared for AcceptedLogin {

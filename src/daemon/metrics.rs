@@ -1,6 +1,6 @@
 //! Counters for `GET /metrics` (docs/METRICS.md) beyond those `stats` reports
 //! ([`super::state::Stats`]): logins and room checks by result and reason, access tokens by door
-//! and result, introspections, and the key sources' fetches and lookups.
+//! and result, introspections, revocations, and the key sources' fetches and lookups.
 //!
 //! Every label value is a fixed name: the result names here, [`Reason::IDS`], [`RoomDenial::IDS`],
 //! the key sources' [`FetchOutcome`] and [`LookupEvent`] names. Never a token, kid, user, room,
@@ -194,16 +194,19 @@ pub enum AccessToken {
     Passed,
     /// Refused with this error.
     Refused(ErrorKind),
+    /// Refused because the sender's user is revoked (with the error a non-occupant gets).
+    Revoked,
     /// Not answered with a stanza (a request that cannot be read, a door the issuer lacks).
     Error,
 }
 
-const ACCESS_REFUSED_IDS: [&str; 5] = [
+const ACCESS_REFUSED_IDS: [&str; 6] = [
     "not_occupant",
     "no_room",
     "rate_limited",
     "issuer_unavailable",
     "bad_request",
+    "revoked",
 ];
 const ACCESS_SLOTS: usize = 3 + ACCESS_REFUSED_IDS.len();
 
@@ -223,6 +226,7 @@ impl AccessToken {
                     ErrorKind::BadRequest => 4,
                 }
             }
+            AccessToken::Revoked => 3 + 5,
         }
     }
 
@@ -252,7 +256,7 @@ pub enum Introspected<'a> {
     BadRequest,
 }
 
-const INACTIVE_IDS: [&str; 7] = [
+const INACTIVE_IDS: [&str; 8] = [
     "no_iss",
     "unknown_iss",
     "expired",
@@ -260,6 +264,7 @@ const INACTIVE_IDS: [&str; 7] = [
     "no_occupant",
     "left",
     "store_error",
+    "revoked",
 ];
 const INTROSPECTION_SLOTS: usize = 3 + INACTIVE_IDS.len();
 
@@ -278,6 +283,7 @@ impl Introspected<'_> {
                     Inactive::NoOccupant => 4,
                     Inactive::Left { .. } => 5,
                     Inactive::Store(_) => 6,
+                    Inactive::Revoked(_) => 7,
                 }
             }
         }
@@ -293,6 +299,60 @@ impl Introspected<'_> {
             out.push((vec![("result", "inactive"), ("reason", *id)], 3 + n));
         }
         out
+    }
+}
+
+/// What a revocation names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokedKind {
+    /// A token id (`jti=`).
+    TokenId,
+    /// A user (`user=`).
+    User,
+}
+
+/// How a revocation (`POST /v1/revoke`) ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Revocation {
+    /// In force on every daemon that shares the store.
+    Shared(RevokedKind),
+    /// In force on this daemon only: no shared store, or it could not take it.
+    Local(RevokedKind),
+    /// 401 or 403, as for introspection.
+    Unauthorized,
+    /// 400: a request that cannot be read, or values out of bounds.
+    BadRequest,
+    /// 503: not in force anywhere (the list is full).
+    Unavailable,
+}
+
+const REVOCATION_SLOTS: usize = 7;
+
+impl Revocation {
+    fn slot(self) -> usize {
+        let kind = |k| match k {
+            RevokedKind::TokenId => 0,
+            RevokedKind::User => 1,
+        };
+        match self {
+            Revocation::Shared(k) => kind(k),
+            Revocation::Local(k) => 2 + kind(k),
+            Revocation::Unauthorized => 4,
+            Revocation::BadRequest => 5,
+            Revocation::Unavailable => 6,
+        }
+    }
+
+    fn series() -> Vec<(Vec<(&'static str, &'static str)>, usize)> {
+        vec![
+            (vec![("result", "shared"), ("kind", "jti")], 0),
+            (vec![("result", "shared"), ("kind", "user")], 1),
+            (vec![("result", "local"), ("kind", "jti")], 2),
+            (vec![("result", "local"), ("kind", "user")], 3),
+            (vec![("result", "unauthorized")], 4),
+            (vec![("result", "bad_request")], 5),
+            (vec![("result", "unavailable")], 6),
+        ]
     }
 }
 
@@ -389,6 +449,7 @@ pub struct Metrics {
     /// By door: muc, extdisco.
     access_tokens: [Tally<ACCESS_SLOTS>; 2],
     introspections: Tally<INTROSPECTION_SLOTS>,
+    revocations: Tally<REVOCATION_SLOTS>,
     /// The key sources'.
     pub keys: Arc<KeyMetrics>,
 }
@@ -400,6 +461,7 @@ impl Default for Metrics {
             room_checks: Tally::default(),
             access_tokens: Default::default(),
             introspections: Tally::default(),
+            revocations: Tally::default(),
             keys: Arc::new(KeyMetrics::default()),
         }
     }
@@ -430,6 +492,11 @@ impl Metrics {
     /// Counts an introspection.
     pub fn introspection(&self, result: Introspected<'_>) {
         self.introspections.bump(result.slot());
+    }
+
+    /// Counts a revocation request.
+    pub fn revocation(&self, result: Revocation) {
+        self.revocations.bump(result.slot());
     }
 
     /// Writes every series of these counters.
@@ -467,6 +534,13 @@ impl Metrics {
             &self.introspections,
             &Introspected::series(),
         )?;
+        encode_counters(
+            encoder,
+            "revocations",
+            "Revocations (POST /v1/revoke) by result (shared: on every daemon of the store; local: on this one only) and kind.",
+            &self.revocations,
+            &Revocation::series(),
+        )?;
         self.keys.encode(encoder)
     }
 }
@@ -492,6 +566,7 @@ mod tests {
         check_series(&RoomCheck::series(), ROOM_SLOTS);
         check_series(&AccessToken::series("muc"), ACCESS_SLOTS);
         check_series(&Introspected::series(), INTROSPECTION_SLOTS);
+        check_series(&Revocation::series(), REVOCATION_SLOTS);
     }
 
     #[test]
@@ -549,6 +624,26 @@ mod tests {
                 AccessToken::series("extdisco"),
                 &extdisco,
                 &[("door", "extdisco"), ("result", "refused"), ("reason", "rate_limited")]
+            ),
+            1
+        );
+        metrics.access_token(Door::Muc, AccessToken::Revoked);
+        let muc = |s| metrics.access_tokens[0].get(s);
+        assert_eq!(
+            value(
+                AccessToken::series("muc"),
+                &muc,
+                &[("door", "muc"), ("result", "refused"), ("reason", "revoked")]
+            ),
+            1
+        );
+        metrics.revocation(Revocation::Local(RevokedKind::User));
+        let revocations = |s| metrics.revocations.get(s);
+        assert_eq!(
+            value(
+                Revocation::series(),
+                &revocations,
+                &[("result", "local"), ("kind", "user")]
             ),
             1
         );

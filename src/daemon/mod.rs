@@ -55,6 +55,9 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+    /// The shared store's settings cannot be used (`[store]`).
+    #[error(transparent)]
+    Store(#[from] crate::store::OpenError),
     /// A signal handler could not be installed.
     #[error("installing the {0} handler")]
     Signal(&'static str, #[source] io::Error),
@@ -63,7 +66,10 @@ pub enum StartError {
 impl StartError {
     /// Whether the cause is the configuration (a usage error) rather than the system.
     pub fn is_config(&self) -> bool {
-        matches!(self, StartError::Config(_) | StartError::Issuer(_))
+        matches!(
+            self,
+            StartError::Config(_) | StartError::Issuer(_) | StartError::Store(_)
+        )
     }
 }
 
@@ -90,6 +96,10 @@ pub async fn serve(source: ConfigSource) -> Result<(), StartError> {
     let settings = config.server.clone();
     let mut state = Shared::new(settings.clone());
     state.http = config.http.clone();
+    let store = crate::store::Store::open(&config.store)?;
+    state.occupancy = store.occupancy.clone();
+    state.revocations = store.revocations.clone();
+    state.store = store.status.clone();
     let shared = Arc::new(state);
     shared.registry.set_config(&config)?;
     shared.issuers.set_config(&config.issuers)?;
@@ -117,6 +127,8 @@ pub async fn serve(source: ConfigSource) -> Result<(), StartError> {
     tracing::info!(
         socket = %settings.socket.display(),
         hosts = config.hosts.len(),
+        store = config.store.kind.name(),
+        shard = store.status.shard(),
         version = DAEMON_VERSION,
         "listening"
     );
@@ -147,7 +159,7 @@ pub async fn serve(source: ConfigSource) -> Result<(), StartError> {
                 _ = &mut accepting => break,
                 _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break }
                 _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break }
-                _ = sighup.recv() => reload(&shared, &source),
+                _ = sighup.recv() => reload(&shared, &source, &config.store),
             }
         }
     }
@@ -168,12 +180,16 @@ pub async fn serve(source: ConfigSource) -> Result<(), StartError> {
             settings.shutdown_grace.as_secs()
         ),
     }
+    // The leaves of the connections that ended, so that other shards see them now.
+    if !store.flush(std::time::Duration::from_secs(1)).await {
+        tracing::warn!("shared store: leaves not published at exit; they expire with the lease");
+    }
     Ok(())
 }
 
 /// SIGHUP: loads the configuration again, as at start. One that does not load keeps the
 /// configuration in effect.
-fn reload(shared: &Shared, source: &ConfigSource) {
+fn reload(shared: &Shared, source: &ConfigSource, store: &crate::config::StoreSettings) {
     let Some(path) = &source.path else {
         tracing::warn!("SIGHUP: no --config file to reload");
         return;
@@ -203,6 +219,9 @@ fn reload(shared: &Shared, source: &ConfigSource) {
     warn_if_server_changed(&shared.settings, &config.server);
     if config.http != shared.http {
         tracing::warn!("SIGHUP: [http] changes take effect at the next restart");
+    }
+    if config.store != *store {
+        tracing::warn!("SIGHUP: [store] changes take effect at the next restart");
     }
     tracing::info!(path = %path.display(), hosts = config.hosts.len(), "SIGHUP: config reloaded");
 }

@@ -1,7 +1,8 @@
 //! `GET /metrics`: the daemon's counters and gauges in Prometheus' text format (docs/METRICS.md),
 //! encoded by prometheus-client at each scrape. Nothing is kept for it between scrapes: the
 //! counters are the daemon's own atomics ([`super::state::Stats`], [`super::metrics::Metrics`]),
-//! and the gauges (in flight, connections, remembered logins, occupancy) are read when asked.
+//! and the gauges (in flight, connections, remembered logins, occupancy, the store) are read when
+//! asked.
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::state::{CacheUser, Shared};
 use crate::protocol::{Op, Outcome};
+use crate::store::StoreOp;
 
 /// The prefix of every series.
 pub const PREFIX: &str = "token_sidecar";
@@ -78,6 +80,50 @@ fn outcome_name(outcome: Outcome) -> &'static str {
 /// A count that fits a gauge's i64.
 fn signed(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The store's series: up, since when, backlog, revocations in force, errors by operation.
+fn encode_store(encoder: &mut DescriptorEncoder, shared: &Shared) -> fmt::Result {
+    let status = &shared.store;
+    gauge(
+        encoder,
+        "store_up",
+        "1 when the store answered the last time it was asked ([store]; always 1 for memory), else 0.",
+        None,
+        i64::from(status.is_up()),
+    )?;
+    gauge(
+        encoder,
+        "store_state_since",
+        "Since when the store has been up or down, in seconds since 1970.",
+        Some(&Unit::Seconds),
+        status.since(),
+    )?;
+    gauge(
+        encoder,
+        "store_backlog",
+        "Occupancy changes waiting to be published to the shared store.",
+        None,
+        signed(status.backlog()),
+    )?;
+    gauge(
+        encoder,
+        "store_revocations",
+        "Revocations in force (token ids and users).",
+        None,
+        signed(shared.revocations.count(crate::clock::unix_now())),
+    )?;
+    let mut errors = encoder.encode_descriptor(
+        "store_errors",
+        "Shared-store commands that failed or timed out, by operation.",
+        None,
+        MetricType::Counter,
+    )?;
+    for op in StoreOp::ALL {
+        let labels = [("op", op.name())];
+        ConstCounter::new(status.errors(op)).encode(errors.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 impl Collector for Daemon {
@@ -190,6 +236,7 @@ impl Collector for Daemon {
             None,
             signed(occupancy.occupants),
         )?;
+        encode_store(&mut encoder, shared)?;
 
         shared.metrics.encode(&mut encoder)
     }
@@ -213,6 +260,11 @@ mod tests {
         assert!(text.contains("token_sidecar_start_time_seconds "));
         assert!(
             text.contains("token_sidecar_key_fetch_duration_seconds_bucket{source=\"key_server\",le=\"0.001\"} 0\n")
+        );
+        assert!(text.contains("token_sidecar_store_up 1\n"), "{text}");
+        assert!(
+            text.contains("token_sidecar_store_errors_total{op=\"lookup\"} 0\n"),
+            "{text}"
         );
         assert!(!text.contains("# EOF"));
         let (openmetrics_type, open) = render(&registry, true).expect("encode");

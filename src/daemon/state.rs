@@ -10,9 +10,10 @@ use super::hosts::Registry;
 use super::issuers::Issuers;
 use super::login::Logins;
 use super::metrics::Metrics;
-use crate::access::{MemoryStore, OccupancyStore};
+use crate::access::{MemoryRevocations, MemoryStore, OccupancyStore, Revocations};
 use crate::config::ServerSettings;
 use crate::protocol::{Op, Outcome};
+use crate::store::StoreStatus;
 
 /// The daemon's name and version, as `hello` and `ping` report it.
 pub const DAEMON_VERSION: &str = concat!("token-sidecar ", env!("CARGO_PKG_VERSION"));
@@ -37,6 +38,10 @@ pub struct Shared {
     pub issuers: Issuers,
     /// Who is in which room now, as the shims report it.
     pub occupancy: Arc<dyn OccupancyStore>,
+    /// Revoked token ids and users (in memory, or shared through `[store]`).
+    pub revocations: Arc<dyn Revocations>,
+    /// The state of the store behind `occupancy` and `revocations` (`[store]`).
+    pub store: Arc<StoreStatus>,
     /// Numbers connections, so that what one reported can be dropped when it ends.
     pub next_connection: AtomicU64,
     /// `[http]` as the daemon started with it.
@@ -58,6 +63,8 @@ impl Shared {
                 .map_or(0.0, |d| d.as_secs_f64()),
             issuers: Issuers::default(),
             occupancy: Arc::new(MemoryStore::default()),
+            revocations: Arc::new(MemoryRevocations::default()),
+            store: Arc::new(StoreStatus::memory()),
             next_connection: AtomicU64::new(1),
             http: crate::config::HttpSettings::default(),
             settings,

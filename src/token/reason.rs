@@ -1,5 +1,6 @@
 //! Why a token is refused: one variant per failure, with the exact text of Jitsi's plugins (and
-//! one of ours, [`Reason::KeyBusy`], for a key that may be had if the login is tried again).
+//! two of ours: [`Reason::KeyBusy`], for a key that may be had if the login is tried again, and
+//! [`Reason::Revoked`], for a token or user shut out with `POST /v1/revoke`).
 
 use std::fmt;
 
@@ -68,6 +69,10 @@ pub enum Reason {
     NoVerificationKey,
     /// `jwt missing required context claim`
     ContextRequired,
+    /// `token revoked` (ours): the token's `jti`, or its user (`context.user.id`, else `sub`), was
+    /// revoked with `POST /v1/revoke` and the revocation is still in force. Jitsi's plugins have no
+    /// revocation (docs/COMPATIBILITY.md, difference 37).
+    Revoked,
 }
 
 impl fmt::Display for Reason {
@@ -105,6 +110,7 @@ impl fmt::Display for Reason {
             Reason::KeyBusy => "could not obtain public key; try again",
             Reason::NoVerificationKey => "signature verification key is missing",
             Reason::ContextRequired => "jwt missing required context claim",
+            Reason::Revoked => "token revoked",
         };
         f.write_str(text)
     }
@@ -113,7 +119,7 @@ impl fmt::Display for Reason {
 impl Reason {
     /// The identifier of every kind of refusal, in the order of [`Reason::index`]: what
     /// [`Reason::id`] gives, for metrics labels (docs/METRICS.md).
-    pub const IDS: [&'static str; 26] = [
+    pub const IDS: [&'static str; 27] = [
         "token_required",
         "token_too_large",
         "invalid_token",
@@ -140,6 +146,7 @@ impl Reason {
         "key_busy",
         "no_verification_key",
         "context_required",
+        "revoked",
     ];
 
     /// The kind of refusal as a number below `Reason::IDS.len()`, the same for every refusal of
@@ -172,6 +179,7 @@ impl Reason {
             Reason::KeyBusy => 23,
             Reason::NoVerificationKey => 24,
             Reason::ContextRequired => 25,
+            Reason::Revoked => 26,
         }
     }
 
@@ -238,6 +246,9 @@ impl Reason {
             }
             Reason::NoVerificationKey => "configure app_secret, asap_key_server or cache_keys_url for this host",
             Reason::ContextRequired => "this session requires a context claim: add context{user,…}",
+            Reason::Revoked => {
+                "the token's jti, or its user (context.user.id, else sub), was revoked with POST /v1/revoke: a new token with another jti logs in; a revoked user is refused until the revocation's until"
+            }
         }
     }
 }
@@ -278,6 +289,7 @@ mod tests {
             Reason::KeyBusy,
             Reason::NoVerificationKey,
             Reason::ContextRequired,
+            Reason::Revoked,
         ];
         assert_eq!(all.len(), Reason::IDS.len());
         for (n, reason) in all.iter().enumerate() {
@@ -296,5 +308,7 @@ mod tests {
         assert_eq!(expired.id(), "exp");
         assert_eq!(Reason::KeyBusy.id(), "key_busy");
         assert_eq!(Reason::NoPublicKey.id(), "key_unavailable");
+        assert_eq!(Reason::Revoked.id(), "revoked");
+        assert_eq!(Reason::Revoked.condition(), "not-allowed");
     }
 }

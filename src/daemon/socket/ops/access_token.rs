@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::access::issuer::user_id;
 use crate::access::stanza::{self, ErrorKind};
 use crate::access::{Door, IssueRequest, Issued, IssuerModule, Occupant, Reporter};
 use crate::clock::unix_now;
@@ -48,7 +49,7 @@ pub(super) fn access_token(shared: &Shared, id: Value, req: IssueRequest) -> Rep
         IssuerModule::AccessToken => Door::Muc,
         IssuerModule::ShortLivedToken => Door::Extdisco,
     });
-    let (result, reply) = match issuer.issue(&req, unix_now()) {
+    let (result, reply) = match issuer.issue(&req, unix_now(), shared.revocations.as_ref()) {
         Ok(Issued::Pass) => (AccessToken::Passed, Reply::new(id, true).with("pass", true)),
         Ok(Issued::Tokens { stanza, occupant }) => {
             // Presence comes from the shim's join and leave reports alone, never from here: a
@@ -56,8 +57,23 @@ pub(super) fn access_token(shared: &Shared, id: Value, req: IssueRequest) -> Rep
             tracing::debug!(room = %occupant.room, jid = %occupant.jid, "access token issued");
             (AccessToken::Issued, Reply::new(id, true).with("stanza", stanza))
         }
-        Ok(Issued::Refused { kind, text, stanza }) => (
-            AccessToken::Refused(kind),
+        Ok(Issued::Refused {
+            kind,
+            text,
+            stanza,
+            revoked,
+        }) => (
+            if revoked {
+                let user = req.session.jitsi_meet_context_user.as_ref().and_then(user_id);
+                tracing::info!(
+                    issuer = %req.issuer,
+                    user = %user.map_or_else(String::new, |u| crate::digest::fingerprint(u.as_bytes())),
+                    "access token refused: the user is revoked"
+                );
+                AccessToken::Revoked
+            } else {
+                AccessToken::Refused(kind)
+            },
             Reply::new(id, false)
                 .with("condition", kind.condition())
                 .with("text", text)

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::access::Revoked;
 use crate::clock::unix_now;
 use crate::daemon::hosts::{Host, Unavailable};
 use crate::daemon::login::{AcceptedLogin, ROOM_ONLY};
@@ -90,6 +91,10 @@ pub(super) fn host_unavailable(id: Value, name: &str, unavailable: &Unavailable)
 /// verified is remembered; a token verified with a session's own `public_key`, or for a room join
 /// (times not checked), is remembered for room checks only: that verdict belongs to the session,
 /// not to the host.
+///
+/// Revocation is checked last, on a remembered login as on a verified one: a token whose `jti`
+/// or user is revoked is refused ([`Reason::Revoked`]), though it stays remembered (the
+/// revocation may end before the token does).
 pub(super) async fn verify(
     shared: &Shared,
     host: &Host,
@@ -107,19 +112,44 @@ pub(super) async fn verify(
             if request.context_required && !hit.has_context() {
                 return Err(Rejection::new(Reason::ContextRequired));
             }
-            return Ok(Some(hit));
+            return match revoked(shared, &hit, unix_now()) {
+                Some(rejection) => Err(rejection),
+                None => Ok(Some(hit)),
+            };
         }
         shared.stats.cache_lookup(CacheUser::Auth, false);
     }
     let now = unix_now();
     // One await of the verifier, so that its future is held once in this one.
-    match host.verifier.verify(&request, now).await? {
-        Accepted::Anonymous => Ok(None),
+    let login = match host.verifier.verify(&request, now).await? {
+        Accepted::Anonymous => return Ok(None),
         Accepted::Token(verified) => {
             let generation = if reusable { host.generation } else { ROOM_ONLY };
             // The claims tree is freed at the end of this arm, on the thread that built it; the
             // memory keeps only the reply text and the room claims.
-            Ok(Some(shared.logins.remember(&verified, generation, now)))
+            shared.logins.remember(&verified, generation, now)
         }
+    };
+    match revoked(shared, &login, now) {
+        Some(rejection) => Err(rejection),
+        None => Ok(Some(login)),
     }
+}
+
+/// The refusal of `login` at `now` when its token's `jti`, or its user (`context.user.id`, else
+/// `sub`), is revoked. The detail says which, never the value.
+pub(super) fn revoked(shared: &Shared, login: &AcceptedLogin, now: i64) -> Option<Rejection> {
+    let revocations = shared.revocations.as_ref();
+    if let Some(jti) = login.jti()
+        && revocations.is_revoked(&Revoked::TokenId(jti.to_owned()), now)
+    {
+        return Some(Rejection::with(Reason::Revoked, "the token's jti is revoked"));
+    }
+    let user = login.user()?;
+    revocations.is_revoked(&Revoked::User(user.to_owned()), now).then(|| {
+        Rejection::with(
+            Reason::Revoked,
+            "the token's user (context.user.id, else sub) is revoked",
+        )
+    })
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::auth::{host_error, host_unavailable, verify};
+use super::auth::{host_error, host_unavailable, revoked, verify};
+use crate::clock::unix_now;
 use crate::daemon::login::AcceptedLogin;
 use crate::daemon::metrics::{RoomCheck, RoomError};
 use crate::daemon::state::{CacheUser, Shared};
@@ -95,6 +96,22 @@ pub(super) async fn room(shared: &Shared, id: Value, room: Room<'_>) -> Reply {
         }
         (None, None, None) => Login::None,
     };
+    // A session whose token, or user, was revoked since its login joins no more rooms. Only a
+    // remembered login names them: the session's fields carry neither.
+    if let Login::Remembered(login) = &login
+        && let Some(rejection) = revoked(shared, login, unix_now())
+    {
+        shared.metrics.room_check(RoomCheck::TokenRefused(&rejection.reason));
+        tracing::info!(
+            host = %host.name,
+            room = %room.room,
+            token = %login.fingerprint(),
+            reason = %rejection.reason,
+            detail = rejection.detail.as_deref().unwrap_or(""),
+            "room join refused"
+        );
+        return Reply::refused(id, &Refusal::token(&rejection).at_join());
+    }
     let session = match &login {
         Login::Remembered(login) => login.room_session(prefix),
         Login::Session(fields) => RoomSession {

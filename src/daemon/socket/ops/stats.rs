@@ -1,4 +1,4 @@
-//! `stats`: counters, limits, remembered logins and key sources.
+//! `stats`: counters, limits, remembered logins, key sources, occupancy and the store.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -7,6 +7,32 @@ use serde_json::{Map, Value, json};
 
 use crate::daemon::state::{CacheUser, DAEMON_VERSION, Shared};
 use crate::protocol::{Op, Outcome, Reply};
+use crate::store::StoreOp;
+
+/// The store: its kind and, when shared, its state (`owned`: the entries this shard publishes).
+fn store(shared: &Shared) -> Value {
+    let status = &shared.store;
+    let revocations = shared.revocations.count(crate::clock::unix_now());
+    if status.kind() == crate::config::StoreKind::Memory {
+        return json!({"kind": "memory", "revocations": revocations});
+    }
+    let errors: Map<String, Value> = StoreOp::ALL
+        .iter()
+        .map(|op| (op.name().to_owned(), status.errors(*op).into()))
+        .collect();
+    json!({
+        "kind": status.kind().name(),
+        "shard": status.shard(),
+        "state": status.reachability().name(),
+        "since": status.since(),
+        "last_error": status.last_error(),
+        "backlog": status.backlog(),
+        "dropped_leaves": status.dropped_leaves(),
+        "owned": shared.occupancy.counts().occupants,
+        "revocations": revocations,
+        "errors": errors,
+    })
+}
 
 pub(super) fn stats(shared: &Shared, id: Value) -> Reply {
     let mut ops = Map::new();
@@ -70,4 +96,5 @@ pub(super) fn stats(shared: &Shared, id: Value) -> Reply {
             let counts = shared.occupancy.counts();
             json!({"rooms": counts.rooms, "occupants": counts.occupants})
         })
+        .with("store", store(shared))
 }

@@ -17,7 +17,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createTcpServer, connect as netConnect } from 'node:net';
+import { freePort, waitFor } from './net.mjs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,27 +63,6 @@ const b64u = (b) => Buffer.from(b).toString('base64url');
 function hs256(payload) {
   const input = `${b64u(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64u(JSON.stringify(payload))}`;
   return `${input}.${createHmac('sha256', APP_SECRET).update(input).digest('base64url')}`;
-}
-function freePort() {
-  return new Promise((ok) => {
-    const s = createTcpServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
-  });
-}
-function waitFor(connectOpts, totalMs, alive) {
-  const t0 = Date.now();
-  return new Promise((ok, fail) => {
-    const attempt = () => {
-      if (!alive()) return fail(new Error(`process exited while waiting for ${JSON.stringify(connectOpts)}`));
-      const s = netConnect(connectOpts);
-      s.once('connect', () => { s.destroy(); ok(); });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() - t0 > totalMs) fail(new Error(`${JSON.stringify(connectOpts)}: nothing after ${totalMs} ms`));
-        else setTimeout(attempt, 50);
-      });
-    };
-    attempt();
-  });
 }
 
 function stat(pid) { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); }

@@ -333,6 +333,17 @@ fn the_daemon_reports_the_stores_state_in_stats_and_metrics() {
         "{s}"
     );
     assert_eq!(metric("token_sidecar_store_up "), "token_sidecar_store_up 1");
+    let health = || {
+        let (status, _, body) = http(&d.http, "GET", "/healthz", "", "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).expect("JSON")
+    };
+    let h = health();
+    assert_eq!(
+        (h["status"].as_str(), h["store"]["state"].as_str()),
+        (Some("ok"), Some("up")),
+        "{h}"
+    );
 
     server.kill();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -345,6 +356,16 @@ fn the_daemon_reports_the_stores_state_in_stats_and_metrics() {
     assert!(s["errors"]["read_revocations"].as_u64() > Some(0), "{s}");
     assert_eq!(metric("token_sidecar_store_up "), "token_sidecar_store_up 0");
     assert!(metric("token_sidecar_store_errors_total{op=\"read_revocations\"}") != "0");
+    let h = health();
+    assert_eq!(
+        (
+            h["status"].as_str(),
+            h["store"]["kind"].as_str(),
+            h["store"]["state"].as_str()
+        ),
+        (Some("degraded"), Some("valkey"), Some("down")),
+        "{h}"
+    );
 
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -101,15 +101,19 @@ async fn jwks(State(app): State<App>) -> Response {
 async fn healthz(State(app): State<App>) -> Response {
     let counts = app.shared.occupancy.counts();
     let issuers = app.shared.issuers.to_json();
-    // Up, but an issuer whose settings were refused hands out no tokens: say so.
+    // Up, but an issuer whose settings were refused hands out no tokens, or the shared store is
+    // away (other shards' occupants answer inactive): say so.
+    let store = &app.shared.store;
     let degraded = issuers
         .as_object()
-        .is_some_and(|all| all.values().any(|i| i["ready"] == false));
+        .is_some_and(|all| all.values().any(|i| i["ready"] == false))
+        || store.reachability() == crate::store::Reachability::Down;
     axum::Json(json!({
         "status": if degraded { "degraded" } else { "ok" },
         "daemon": DAEMON_VERSION,
         "issuers": issuers,
         "occupancy": {"rooms": counts.rooms, "occupants": counts.occupants},
+        "store": {"kind": store.kind().name(), "state": store.reachability().name()},
     }))
     .into_response()
 }

@@ -2,13 +2,28 @@
 // something accepts connections (a TCP port or a Unix socket).
 import { createServer, connect } from 'node:net';
 
-/** A loopback TCP port nothing listens on (as far as can be told before binding it). */
-export function freePort() {
+// Ports handed out by this process: the kernel may offer a port again once the probe closed it,
+// before whoever asked for it binds it, so one run could give two servers the same port.
+const given = new Set();
+
+function probePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.on('error', fail);
     s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
   });
+}
+
+/** A loopback TCP port nothing listens on (as far as can be told before binding it), and not
+ * handed out before by this process. */
+export async function freePort() {
+  for (;;) {
+    const port = await probePort();
+    if (!given.has(port)) {
+      given.add(port);
+      return port;
+    }
+  }
 }
 
 /**

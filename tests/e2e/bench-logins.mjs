@@ -10,7 +10,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { createHash, createHmac, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { createServer as createTcpServer } from 'node:net';
+import { freePort } from './net.mjs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,11 +34,6 @@ function jwt(header, payload, signer) {
   return `${input}.${signer(input).toString('base64url')}`;
 }
 
-async function freePort() {
-  return new Promise((ok) => {
-    const s = createTcpServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
-  });
-}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function cpuTicks(pid) {

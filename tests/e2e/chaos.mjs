@@ -24,6 +24,7 @@ import { createHash, createHmac, generateKeyPairSync, sign as rsaSign } from 'no
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, connect as netConnect } from 'node:net';
+import { freePort } from './net.mjs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -99,13 +100,6 @@ process.on('exit', () => {
 });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createTcpServer();
-    s.on('error', fail);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
-  });
-}
 
 async function waitFor(opts, ms, alive = () => true) {
   const deadline = Date.now() + ms;

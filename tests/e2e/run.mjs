@@ -15,6 +15,7 @@ import { createHash, createHmac, generateKeyPairSync, sign as rsaSign, verify as
 import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, connect as netConnect } from 'node:net';
+import { freePort } from './net.mjs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -114,16 +115,6 @@ const b64u = (b) => Buffer.from(b).toString('base64url');
 const sha256hex = (s) => createHash('sha256').update(s).digest('hex');
 const ms = (t0) => Math.round(performance.now() - t0);
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createTcpServer();
-    s.on('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
 
 function withTimeout(promise, msTimeout, what) {
   let timer;

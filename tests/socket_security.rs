@@ -162,6 +162,20 @@ fn the_socket_never_has_a_wider_mode_than_socket_mode() {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
+        // Nothing is left of the private directory it was bound in: the daemon removes it right
+        // after linking the socket into place, so it may still be there for a moment after the
+        // socket answers (a kill in that moment would leave it: look before killing).
+        let entries = || -> Vec<_> {
+            std::fs::read_dir(socket.parent().expect("parent"))
+                .expect("read dir")
+                .map(|e| e.expect("entry").file_name())
+                .collect()
+        };
+        let deadline = Instant::now() + WAIT;
+        while entries() != [std::ffi::OsString::from("sidecar.sock")] && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let left = entries();
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(
@@ -169,11 +183,6 @@ fn the_socket_never_has_a_wider_mode_than_socket_mode() {
             [(true, mode, gid)],
             "socket_mode {mode:04o} under umask {umask}"
         );
-        // Nothing is left of the private directory it was bound in.
-        let left: Vec<_> = std::fs::read_dir(socket.parent().expect("parent"))
-            .expect("read dir")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
         assert_eq!(left, [std::ffi::OsString::from("sidecar.sock")], "{mode:04o} {umask}");
     }
 }

@@ -16,6 +16,9 @@
 //! - the signed token with one character changed, inserted or removed is never accepted.
 #![no_main]
 
+#[path = "common/tamper.rs"]
+mod tamper;
+
 use std::sync::OnceLock;
 
 use base64::Engine;
@@ -78,25 +81,6 @@ fn keys() -> &'static Keys {
             pem: AccessVerifier::from_pem(es256_pem.as_bytes()).expect("pem verifier"),
         }
     })
-}
-
-const B64_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ";
-
-/// The token with one character replaced, inserted or removed, as `tamper` says.
-fn tampered(token: &str, tamper: &[u8]) -> Option<String> {
-    let [a, b, c, ..] = *tamper else { return None };
-    let mut bytes = token.as_bytes().to_vec();
-    let at = usize::from(u16::from_le_bytes([a, b])) % (bytes.len() + 1);
-    let ch = B64_CHARS[usize::from(c) % B64_CHARS.len()];
-    match c % 3 {
-        0 if at < bytes.len() => bytes[at] = ch,
-        1 => bytes.insert(at, ch),
-        _ if at < bytes.len() => {
-            bytes.remove(at);
-        }
-        _ => bytes.push(ch),
-    }
-    String::from_utf8(bytes).ok()
 }
 
 fn number(claims: &Map<String, Value>, name: &str) -> Option<f64> {
@@ -180,7 +164,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    if let Some(changed) = tampered(&token, tamper)
+    if let Some(changed) = tamper::tampered(&token, tamper)
         && changed != token
     {
         assert!(

@@ -14,6 +14,9 @@
 //! a set that lists keys none of which is usable, and anything but a 200.
 #![no_main]
 
+#[path = "common/http.rs"]
+mod http;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -23,7 +26,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use token_sidecar::config::Config;
 use token_sidecar::keys::{JwksSource, JwksTiming, KeyError, KeyServer, VerifyingKey};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 
@@ -84,14 +87,7 @@ async fn serve(listener: TcpListener) {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
-        let mut request = Vec::new();
-        let mut buf = [0u8; 2048];
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => request.extend_from_slice(&buf[..n]),
-            }
-        }
+        http::read_request_head(&mut stream).await;
         let response = {
             let answer = ANSWER.lock().unwrap_or_else(|p| p.into_inner());
             let Some(answer) = answer.as_ref() else { continue };

@@ -22,6 +22,11 @@
 //! - an accepted token's session fields serialise and its room rules answer for any room JID.
 #![no_main]
 
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/tamper.rs"]
+mod tamper;
+
 use std::sync::OnceLock;
 
 use base64::Engine;
@@ -33,7 +38,7 @@ use token_sidecar::config::Config;
 use token_sidecar::keys::{PublicJwk, SigningKey, generate, jwk_set};
 use token_sidecar::room::{RoomTarget, verify_room};
 use token_sidecar::token::{Accepted, AuthRequest, Purpose, VerifiedToken, Verifier};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 
@@ -65,14 +70,7 @@ async fn serve(listener: TcpListener, body: String) {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
-        let mut request = Vec::new();
-        let mut buf = [0u8; 2048];
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => request.extend_from_slice(&buf[..n]),
-            }
-        }
+        http::read_request_head(&mut stream).await;
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
@@ -254,25 +252,6 @@ fn check_accepted(
     }
 }
 
-const B64_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ";
-
-/// The token with one character replaced, inserted or removed, as `tamper` says.
-fn tampered(token: &str, tamper: &[u8]) -> Option<String> {
-    let [a, b, c, ..] = *tamper else { return None };
-    let mut bytes = token.as_bytes().to_vec();
-    let at = usize::from(u16::from_le_bytes([a, b])) % (bytes.len() + 1);
-    let ch = B64_CHARS[usize::from(c) % B64_CHARS.len()];
-    match c % 3 {
-        0 if at < bytes.len() => bytes[at] = ch,
-        1 => bytes.insert(at, ch),
-        _ if at < bytes.len() => {
-            bytes.remove(at);
-        }
-        _ => bytes.push(ch),
-    }
-    String::from_utf8(bytes).ok()
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
         return;
@@ -336,7 +315,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    if let Some(changed) = tampered(&token, tamper)
+    if let Some(changed) = tamper::tampered(&token, tamper)
         && changed != token
     {
         assert!(

@@ -7,11 +7,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::thread;
 
-use common::daemon::{Conn, HttpDaemon, WAIT, http};
+use common::daemon::{Conn, HttpDaemon, http};
+use common::http::{Response, TestServer};
 use common::keys::{TestKey, hs_jwt};
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -66,41 +64,18 @@ fn scrape(d: &Daemon) -> (BTreeMap<String, f64>, String) {
     (samples, text)
 }
 
-/// A key server on 127.0.0.1: `/asap/<sha256(kid)>.pem` answers `pem` for `kid`, anything else 404.
-fn key_server(kid: &str, pem: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}/asap", listener.local_addr().expect("addr"));
-    let path = format!(
-        "/asap/{}.pem",
-        token_sidecar::digest::hex(&token_sidecar::digest::sha256(kid.as_bytes()))
-    );
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let _ = stream.set_read_timeout(Some(WAIT));
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let line = String::from_utf8_lossy(&request);
-            let found = line.starts_with(&format!("GET {path} "));
-            let (status, body) = if found {
-                ("200 OK", pem.as_str())
-            } else {
-                ("404 Not Found", "")
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes());
-        }
-    });
-    base
+/// A key server on 127.0.0.1 (`common::http::TestServer`, on a runtime of its own that the caller
+/// keeps): `/asap/<sha256(kid)>.pem` answers `pem` for `kid`, anything else 404.
+fn key_server(kid: &str, pem: String) -> (tokio::runtime::Runtime, TestServer) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = runtime.block_on(TestServer::start());
+    let hash = token_sidecar::digest::hex(&token_sidecar::digest::sha256(kid.as_bytes()));
+    server.set(&format!("/asap/{hash}.pem"), Response::ok(pem));
+    (runtime, server)
 }
 
 fn claims(sub: &str, extra: Value) -> Value {
@@ -254,8 +229,8 @@ fn label_values(series: &str) -> Vec<String> {
 fn counts_move_by_exactly_the_traffic_and_no_label_comes_from_a_request() {
     let started = now();
     let rsa = TestKey::rsa();
-    let keys = key_server("good-kid", rsa.public_pem());
-    let d = start("", &hosts_toml(&keys));
+    let (_runtime, keys) = key_server("good-kid", rsa.public_pem());
+    let d = start("", &hosts_toml(&keys.url("/asap")));
     let mut c = Conn::open(&d.socket);
 
     // Before any traffic, every series is there at 0.

@@ -10,7 +10,7 @@ use futures::future::{BoxFuture, FutureExt};
 
 use super::keys;
 use super::link::{Link, LinkError};
-use super::status::{StoreOp, StoreStatus};
+use super::status::{Reachability, StoreOp, StoreStatus};
 use super::tasks::Task;
 use crate::access::{MemoryRevocations, Revocations, Revoked, StoreError};
 use crate::clock::unix_now;
@@ -113,6 +113,12 @@ impl Revocations for SharedRevocations {
             let inner = &self.inner;
             if let Some(i) = what.iter().position(|w| inner.local.is_revoked(w, now)) {
                 return Some(i);
+            }
+            // Known to be away: the local copy is all there is, and an answer for this daemon's
+            // own occupants must not wait out `timeout_ms` per key (the refresher notices the
+            // store's return).
+            if inner.status.reachability() == Reachability::Down {
+                return None;
             }
             for (i, w) in what.iter().enumerate() {
                 let key = keys::revoked(&inner.prefix, w);

@@ -121,6 +121,8 @@ async fn a_join_on_one_shard_is_present_on_another_and_leaves_are_seen_within_a_
     until_answer(&b, &carol, Some(false), Duration::from_secs(1)).await;
     eprintln!("forget on A seen on B after {forgotten:?}");
     assert_eq!(a.status.reachability(), Reachability::Up);
+    // B saw the DELs land; the publisher counts them published just after.
+    assert!(a.flush(Duration::from_secs(1)).await, "A's backlog drains");
     assert_eq!(a.status.backlog(), 0);
 }
 

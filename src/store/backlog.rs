@@ -19,6 +19,8 @@ pub struct Backlog {
     sets: HashMap<String, String>,
     /// Keys to DEL.
     dels: HashSet<String>,
+    /// Changes taken by the publisher and not yet known to be in the store.
+    in_flight: usize,
     /// SETs were dropped: publish everything.
     pub overflowed: bool,
 }
@@ -53,9 +55,9 @@ impl Backlog {
         Queued::Kept
     }
 
-    /// Keys waiting.
+    /// Changes not yet published: those waiting and those being sent.
     pub fn len(&self) -> usize {
-        self.sets.len() + self.dels.len()
+        self.sets.len() + self.dels.len() + self.in_flight
     }
 
     /// Whether nothing waits.
@@ -63,16 +65,25 @@ impl Backlog {
         self.len() == 0
     }
 
-    /// Takes everything (the overflow flag stays).
+    /// Takes everything waiting (the overflow flag stays); it counts as in flight until
+    /// [`Backlog::sent`] or [`Backlog::restore`].
     pub fn take(&mut self) -> Batch {
-        Batch {
+        let batch = Batch {
             sets: std::mem::take(&mut self.sets),
             dels: std::mem::take(&mut self.dels),
-        }
+        };
+        self.in_flight = batch.sets.len() + batch.dels.len();
+        batch
+    }
+
+    /// The batch last taken is in the store.
+    pub fn sent(&mut self) {
+        self.in_flight = 0;
     }
 
     /// Puts back what could not be published, except keys changed again since.
     pub fn restore(&mut self, batch: Batch) {
+        self.in_flight = 0;
         for (key, value) in batch.sets {
             if !self.sets.contains_key(&key) && !self.dels.contains(&key) {
                 self.set(key, value);
@@ -116,7 +127,7 @@ mod tests {
         assert_eq!(b.len(), 2, "one change per key");
         let batch = b.take();
         assert!(batch.dels.contains("k1") && batch.sets["k2"] == "b");
-        assert!(b.is_empty());
+        assert_eq!(b.len(), 2, "in flight until sent or restored");
         // k1 joined again while the batch was out: the old DEL must not come back over it.
         b.set("k1".into(), "c".into());
         b.restore(batch);
@@ -124,6 +135,8 @@ mod tests {
         assert_eq!(again.sets.get("k1").map(String::as_str), Some("c"));
         assert!(!again.dels.contains("k1"));
         assert_eq!(again.sets.get("k2").map(String::as_str), Some("b"));
+        b.sent();
+        assert!(b.is_empty(), "nothing waits once the batch is in the store");
     }
 
     #[test]

@@ -257,7 +257,12 @@ async fn publish(inner: Arc<Inner>) {
         let batch = inner.backlog.lock().await.take();
         if !batch.is_empty() {
             match send(&inner, &batch).await {
-                Ok(()) => inner.status.succeeded(),
+                Ok(()) => {
+                    inner.status.succeeded();
+                    let mut backlog = inner.backlog.lock().await;
+                    backlog.sent();
+                    inner.status.set_backlog(backlog.len());
+                }
                 Err(LinkError(e)) => {
                     inner.status.failed(StoreOp::Publish, &e);
                     let mut backlog = inner.backlog.lock().await;

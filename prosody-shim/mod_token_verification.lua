@@ -57,12 +57,15 @@ local function refuse(session, stanza, kind, condition, text, jitmeet)
 end
 
 -- What the login set on the session, for a daemon that no longer remembers the login (it was
--- restarted, or forgot it): the fields Jitsi's own room check reads.
+-- restarted, or forgot it): the fields Jitsi's own room check reads, and the id of context.user,
+-- which (else sub) names the user a revocation may have shut out.
 local function login_fields(session)
 	if session.auth_token == nil then return nil; end -- a session without a token
+	local user = session.jitsi_meet_context_user;
 	return {
 		jitsi_meet_room = session.jitsi_meet_room, jitsi_meet_domain = session.jitsi_meet_domain,
 		jitsi_meet_context_room = session.jitsi_meet_context_room, jitsi_meet_str_tenant = session.jitsi_meet_str_tenant,
+		jitsi_meet_context_user = type(user) == "table" and user.id ~= nil and { id = user.id } or nil,
 	};
 end
 

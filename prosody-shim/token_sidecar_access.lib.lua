@@ -10,11 +10,13 @@ local sidecar = module:require "token_sidecar";
 local value, UNAVAILABLE = sidecar.value, sidecar.UNAVAILABLE;
 local NICK = "http://jabber.org/protocol/nick";
 
--- The session fields the daemon may put in a token (set by the login and by mod_jitsi_session).
+-- The session fields the daemon may put in a token (set by the login and by mod_jitsi_session),
+-- and jitsi_meet_domain (the login token's sub), which names the user for revocations when
+-- context.user has no id and never goes into a token.
 local SESSION_FIELDS = {
 	"jitsi_meet_context_user", "jitsi_meet_context_group", "jitsi_meet_context_features",
 	"granted_jitsi_meet_context_user_id", "granted_jitsi_meet_context_group_id", "user_region",
-	"jitsi_web_query_room", "jitsi_web_query_prefix",
+	"jitsi_web_query_room", "jitsi_web_query_prefix", "jitsi_meet_domain",
 };
 
 -- Registers the issuer `name` (the host `module_name` is loaded on) with its options, sending the

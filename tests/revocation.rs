@@ -1,8 +1,9 @@
 //! Revocation over the daemon's real socket and HTTP listener: `POST /v1/revoke` with a `jti` or
 //! a user, and what it shuts out from then on: logins with the token (remembered or not) and the
-//! room joins of its sessions, a revoked user's logins and new access tokens, introspection of
-//! revoked access tokens (`"reason":"revoked"`). The endpoint's authentication is introspection's;
-//! bad input gets a 400 that says what is wrong; a revocation ends at its `until`.
+//! room joins of its sessions (also those judged from the session's fields), a revoked user's
+//! logins and new access tokens (also when `sub` names the user), introspection of revoked access
+//! tokens (`"reason":"revoked"`). The endpoint's authentication is introspection's; bad input gets a
+//! 400 that says what is wrong; a revocation ends at its `until`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -305,6 +306,101 @@ fn a_revoked_user_logs_in_no_more_and_gets_no_new_access_token() {
     ] {
         assert_eq!(metric(&d, series), value, "{series}");
     }
+}
+
+/// A room join the daemon judges from the session's fields (it was restarted, or forgot the login):
+/// those fields name the user (`jitsi_meet_context_user`'s id, else `jitsi_meet_domain`, the
+/// token's `sub`), so a revoked user is refused there too; and a user named by `sub` alone gets no
+/// new access token.
+#[test]
+fn a_revoked_user_is_refused_at_joins_judged_from_session_fields_and_by_sub_at_both_doors() {
+    let d = start();
+    let mut c = Conn::open(&d.socket);
+    hello(&mut c);
+    // Sessions with `sub` tenant-x join the tenant's room (domain verification is on).
+    let room = |c: &mut Conn, id: u64, session: &Value| {
+        let target = if session["jitsi_meet_domain"] == "tenant-x" {
+            "[tenant-x]room1@conference.meet.example.com"
+        } else {
+            ROOM
+        };
+        c.call(
+            json!({"id": id, "op": "room", "host": HOST, "room": target, "room_exists": true,
+            "session": session}),
+        )
+    };
+    let erin = json!({"jitsi_meet_room": "room1", "jitsi_meet_domain": HOST,
+        "jitsi_meet_context_user": {"id": "erin"}});
+    let by_sub = json!({"jitsi_meet_room": "room1", "jitsi_meet_domain": "tenant-x"});
+    let frank = json!({"jitsi_meet_room": "room1", "jitsi_meet_domain": "tenant-x",
+        "jitsi_meet_context_user": {"id": "frank"}});
+    for (id, session) in [(2, &erin), (3, &by_sub), (4, &frank)] {
+        let reply = room(&mut c, id, session);
+        assert_eq!(reply["ok"], true, "before: {session}: {reply}");
+    }
+    let subject = "s1@meet.example.com/web";
+    join(&mut c, 5, subject, "subject");
+    let ask = |c: &mut Conn, id: u64, session: Value| {
+        let stanza = format!(
+            "<iq type='get' id='at{id}' from='{subject}' to='{ROOM}/focus'><query xmlns='http://jabber.org/protocol/muc#access-token'/></iq>"
+        );
+        c.call(
+            json!({"id": id, "op": "access_token", "issuer": MUC, "door": "muc", "stanza": stanza,
+            "room": ROOM, "room_exists": true,
+            "occupant": {"nick": format!("{ROOM}/subject"), "role": "participant", "affiliation": "none"},
+            "session": session}),
+        )
+    };
+    let before = ask(&mut c, 6, json!({"jitsi_meet_domain": "tenant-x"}));
+    let before = access_token(&before);
+    assert_eq!(
+        claims(&before)["occupant"]["user_id"],
+        "tenant-x",
+        "the user is the login's sub"
+    );
+
+    revoke(&d, "user=erin");
+    revoke(&d, "user=tenant-x");
+    for (id, session) in [(7, &erin), (8, &by_sub)] {
+        let reply = room(&mut c, id, session);
+        assert_eq!(
+            (reply["ok"].clone(), reply["text"].clone(), reply["jitmeet"].clone()),
+            (json!(false), json!("token revoked"), Value::Null),
+            "{session}: {reply}"
+        );
+        assert!(
+            reply["detail"].as_str().is_some_and(|d| d.contains("token's user")),
+            "{reply}"
+        );
+    }
+    assert_eq!(
+        room(&mut c, 9, &frank)["ok"],
+        true,
+        "frank's user is his context.user.id, not his token's sub"
+    );
+    assert_eq!(
+        room(
+            &mut c,
+            10,
+            &json!({"jitsi_meet_room": "room1", "jitsi_meet_domain": HOST})
+        )["ok"],
+        true,
+        "a session that names no user"
+    );
+    let refused = ask(&mut c, 11, json!({"jitsi_meet_domain": "tenant-x"}));
+    assert_eq!(
+        (refused["ok"].clone(), refused["text"].clone()),
+        (json!(false), json!("access tokens are revoked for this user")),
+        "{refused}"
+    );
+    assert_eq!(introspect(&d, &before), json!({"active": false, "reason": "revoked"}));
+    assert_eq!(
+        metric(
+            &d,
+            r#"token_sidecar_room_checks_total{result="refused",reason="revoked"}"#
+        ),
+        2.0
+    );
 }
 
 #[test]

@@ -97,6 +97,10 @@ pub struct SessionInfo {
     /// The user's region (`user_region`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_region: Option<Value>,
+    /// The login token's `sub`: the user a revocation names when `context.user` has no id. Never
+    /// put in a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_domain: Option<Value>,
     /// The connection URL's `room`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitsi_web_query_room: Option<Value>,
@@ -150,6 +154,12 @@ pub fn id_text(value: &Value) -> Option<String> {
 /// which is `{"id": user_id}` for a Firebase-style token), by [`id_text`].
 pub fn user_id(context_user: &Value) -> Option<String> {
     context_user.get("id").and_then(id_text)
+}
+
+/// The user of a session, as a revocation names it: the id of its `jitsi_meet_context_user`, else
+/// its `jitsi_meet_domain` (the token's `sub`); the same user a login's token names.
+pub fn session_user(context_user: Option<&Value>, sub: Option<&Value>) -> Option<String> {
+    context_user.and_then(user_id).or_else(|| sub.and_then(id_text))
 }
 
 /// Why an access-token request could not be answered with a stanza at all.
@@ -246,9 +256,9 @@ impl Issuer {
         &self.jwks
     }
 
-    /// Answers an access-token IQ, at `now` (unix seconds). A sender whose user (the id of the
-    /// session's `jitsi_meet_context_user`) is revoked in `revocations` gets the error a
-    /// non-occupant gets.
+    /// Answers an access-token IQ, at `now` (unix seconds). A sender whose user ([`session_user`]:
+    /// the id of the session's `jitsi_meet_context_user`, else its `sub`) is revoked in
+    /// `revocations` gets the error a non-occupant gets.
     pub fn issue(&self, req: &IssueRequest, now: i64, revocations: &dyn Revocations) -> Result<Issued, IssueError> {
         let door = req.door.unwrap_or(match self.settings.module {
             IssuerModule::AccessToken => Door::Muc,
@@ -267,7 +277,10 @@ impl Issuer {
         }
         let iq = stanza::read(&req.stanza, &self.settings.name)?;
         let asker = Asker {
-            user: req.session.jitsi_meet_context_user.as_ref().and_then(user_id),
+            user: session_user(
+                req.session.jitsi_meet_context_user.as_ref(),
+                req.session.jitsi_meet_domain.as_ref(),
+            ),
             revocations,
             now,
         };
@@ -753,5 +766,28 @@ mod tests {
         // Requests that are not ours pass, revoked or not.
         alice.stanza = IQ.replace("type='get'", "type='set'");
         assert_eq!(issuer.issue(&alice, 1000, &revocations).unwrap(), Issued::Pass);
+
+        // A login token without context.user names its user by `sub` (the session's
+        // jitsi_meet_domain), as a login does; a context.user id comes first.
+        revocations.insert(Revoked::User("acme".into()), 2000, 1000).unwrap();
+        let mut by_sub = occupant_request();
+        by_sub.session.jitsi_meet_domain = Some(json!("acme"));
+        assert!(matches!(
+            issuer.issue(&by_sub, 1000, &revocations).unwrap(),
+            Issued::Refused { revoked: true, .. }
+        ));
+        let mut carol = occupant_request();
+        carol.session.jitsi_meet_domain = Some(json!("acme"));
+        carol.session.jitsi_meet_context_user = Some(json!({"id": "carol"}));
+        let Issued::Tokens { stanza, .. } = issuer.issue(&carol, 1000, &revocations).unwrap() else {
+            panic!("carol's user is carol, not her token's sub")
+        };
+        let claims = claims_of(&stanza);
+        assert_eq!(claims["occupant"]["user_id"], "carol");
+        let text = Value::Object(claims.clone()).to_string();
+        assert!(
+            !text.contains("acme"),
+            "the login's sub is never put in a token: {text}"
+        );
     }
 }

@@ -158,6 +158,9 @@ pub struct RoomSessionFields {
     /// `jitsi_meet_str_tenant`: `context.tenant`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitsi_meet_str_tenant: Option<Value>,
+    /// `jitsi_meet_context_user`: `context.user`; only its `id` is read, to apply a revoked user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitsi_meet_context_user: Option<Value>,
 }
 
 /// The part of every reply a client needs first: its `id` and whether it is a success. Other

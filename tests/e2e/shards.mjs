@@ -104,9 +104,12 @@ const ms = (t0) => Math.round(performance.now() - t0);
 const b64u = (b) => Buffer.from(b).toString('base64url');
 const decode = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url'));
 
-// A login token for `user` (context.user.id), any room, with its own jti.
-function loginToken(user, { jti = randomUUID(), room = '*' } = {}) {
-  const payload = { iss: APP_ID, aud: 'jitsi', sub: DOMAIN, room, exp: now() + 3600, jti, context: { user: { id: user, name: user } } };
+// A login token for `user` (context.user.id), any room, with its own jti. With `bySub`, the
+// token has no context and `user` is its sub (the user a revocation then names).
+function loginToken(user, { jti = randomUUID(), room = '*', bySub = false } = {}) {
+  const payload = bySub
+    ? { iss: APP_ID, aud: 'jitsi', sub: user, room, exp: now() + 3600, jti }
+    : { iss: APP_ID, aud: 'jitsi', sub: DOMAIN, room, exp: now() + 3600, jti, context: { user: { id: user, name: user } } };
   const input = `${b64u(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64u(JSON.stringify(payload))}`;
   return `${input}.${createHmac('sha256', APP_SECRET).update(input).digest('base64url')}`;
 }
@@ -396,6 +399,16 @@ class Client {
     this.nick = nick;
   }
 
+  // A join that must be refused: the error's { type, condition, text }.
+  async refusedJoin(room, nick) {
+    const to = `${room}/${nick}`;
+    const reply = this.waitFor((st) => localName(st) === 'presence' && st.getAttribute('from')?.toLowerCase() === to.toLowerCase(), 8000, `join ${to}`);
+    this.conn.send($pres({ to }).c('x', { xmlns: 'http://jabber.org/protocol/muc' }).tree());
+    const st = await reply;
+    need(st.getAttribute('type') === 'error', `join ${to}: let in`);
+    return conditionOf(findDeep(st, (e) => localName(e) === 'error'));
+  }
+
   // Leaves the room; resolves when the unavailable self-presence arrives. Returns when it was sent.
   async leave() {
     const to = `${this.room}/${this.nick}`.toLowerCase();
@@ -431,8 +444,8 @@ class Client {
 const closeAll = () => { for (const c of [...openClients]) c.close(); };
 
 // A participant: logged in on `shard` as `user`, in `room` (a bare room name on MUC), with an access token.
-async function participant(shard, user, room) {
-  const token = loginToken(user);
+async function participant(shard, user, room, { bySub = false } = {}) {
+  const token = loginToken(user, { bySub });
   const c = new Client(shard, token);
   const r = await c.login();
   need(r.ok, () => `${user} on shard ${shard.n}: login ${describeLogin(r)}`);
@@ -706,6 +719,41 @@ async function phaseSingle(vk) {
     for (const s of shards) expectRefusedLogin(await tryLogin(s, loginToken('banned-user')), `shard ${s.n}, a fresh token of banned-user`);
     u.close();
     return `inactive everywhere ${took} ms after the request; a new one refused ${JSON.stringify(at.error)}`;
+  });
+
+  await check('revocation by sub: a login token without context.user names its user by sub; POST /v1/revoke user=<sub> at shard 1 → its access token inactive, no new one on shard 2; after shard 2\'s daemon restarts (the login forgotten), that session joins no other room', async () => {
+    const s = shards[1];
+    // Its sub is a tenant: it joins that tenant's rooms.
+    const u = await participant(s, 'tenant-by-sub', '[tenant-by-sub]room2', { bySub: true });
+    const userId = decode(u.access).occupant?.user_id;
+    need(userId === 'tenant-by-sub', `the access token's occupant.user_id is ${JSON.stringify(userId)}, not the login's sub`);
+    const t0 = performance.now();
+    await revoke(shards[0], { user: 'tenant-by-sub' });
+    await until(u.access, shards, false, t0, REVOKE_BOUND_MS, 'the sub-named user\'s access token');
+    let at;
+    for (;;) {
+      at = await u.accessToken();
+      if (!at.token) break;
+      need(performance.now() - t0 < REVOKE_BOUND_MS, `tenant-by-sub still gets access tokens ${ms(t0)} ms after the revocation`);
+      await sleep(100);
+    }
+    // Shard 2's daemon restarts: the shim reconnects and re-reports its rooms; the new daemon does
+    // not remember the login, so the join below is judged by the session's fields.
+    await stopTracked(s.daemon);
+    await startDaemon(s);
+    await loginsWork(s);
+    const t1 = performance.now();
+    for (;;) { // the new daemon has read the shared list once a fresh login of that user is refused
+      if (!(await tryLogin(s, loginToken('tenant-by-sub', { bySub: true }))).ok) break;
+      need(performance.now() - t1 < REVOKE_BOUND_MS, `shard 2's new daemon lets tenant-by-sub log in ${ms(t1)} ms after it started`);
+      await sleep(100);
+    }
+    const refused = await u.refusedJoin(`[tenant-by-sub]room2b@${MUC}`, 'tenant-by-sub');
+    need(refused?.condition === 'not-allowed' && refused?.text === 'token revoked', `the join after the restart: ${JSON.stringify(refused)}`);
+    // The others on shard 2 are re-reported by the shim and stay introspectable everywhere.
+    await until(p[1].access, shards, true, t1, 10000, 'user-2 after its daemon restarted');
+    u.close();
+    return `access token refused ${JSON.stringify(at.error)}; join after the restart ${JSON.stringify(refused)}`;
   });
   return { p, revokedLogin: p[2].token, revokedAccess };
 }

@@ -139,13 +139,18 @@ pub(super) async fn verify(
 /// The refusal of `login` at `now` when its token's `jti`, or its user (`context.user.id`, else
 /// `sub`), is revoked. The detail says which, never the value.
 pub(super) fn revoked(shared: &Shared, login: &AcceptedLogin, now: i64) -> Option<Rejection> {
+    revoked_parts(shared, login.jti(), login.user(), now)
+}
+
+/// The refusal of a login whose token has this `jti` and `user` when either is revoked at `now`.
+pub(super) fn revoked_parts(shared: &Shared, jti: Option<&str>, user: Option<&str>, now: i64) -> Option<Rejection> {
     let revocations = shared.revocations.as_ref();
-    if let Some(jti) = login.jti()
+    if let Some(jti) = jti
         && revocations.is_revoked(&Revoked::TokenId(jti.to_owned()), now)
     {
         return Some(Rejection::with(Reason::Revoked, "the token's jti is revoked"));
     }
-    let user = login.user()?;
+    let user = user?;
     revocations.is_revoked(&Revoked::User(user.to_owned()), now).then(|| {
         Rejection::with(
             Reason::Revoked,

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::auth::{host_error, host_unavailable, revoked, verify};
+use super::auth::{host_error, host_unavailable, revoked, revoked_parts, verify};
+use crate::access::issuer::session_user;
 use crate::clock::unix_now;
 use crate::daemon::login::AcceptedLogin;
 use crate::daemon::metrics::{RoomCheck, RoomError};
@@ -96,16 +97,27 @@ pub(super) async fn room(shared: &Shared, id: Value, room: Room<'_>) -> Reply {
         }
         (None, None, None) => Login::None,
     };
-    // A session whose token, or user, was revoked since its login joins no more rooms. Only a
-    // remembered login names them: the session's fields carry neither.
-    if let Login::Remembered(login) = &login
-        && let Some(rejection) = revoked(shared, login, unix_now())
-    {
+    // A session whose token, or user, was revoked since its login joins no more rooms. A
+    // remembered login names both; the session's fields name only the user (context.user.id, else
+    // sub), so a login the daemon no longer remembers escapes a revoked jti (docs/SCALING.md).
+    let now = unix_now();
+    let refused = match &login {
+        Login::Remembered(login) => revoked(shared, login, now).map(|r| (r, login.fingerprint().to_owned())),
+        Login::Session(fields) => {
+            let user = session_user(
+                fields.jitsi_meet_context_user.as_ref(),
+                fields.jitsi_meet_domain.as_ref(),
+            );
+            revoked_parts(shared, None, user.as_deref(), now).map(|r| (r, "session".to_owned()))
+        }
+        Login::None => None,
+    };
+    if let Some((rejection, token)) = refused {
         shared.metrics.room_check(RoomCheck::TokenRefused(&rejection.reason));
         tracing::info!(
             host = %host.name,
             room = %room.room,
-            token = %login.fingerprint(),
+            token = %token,
             reason = %rejection.reason,
             detail = rejection.detail.as_deref().unwrap_or(""),
             "room join refused"

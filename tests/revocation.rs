@@ -103,6 +103,11 @@ fn join(c: &mut Conn, id: u64, jid: &str, nick: &str) {
 
 /// The muc door's request of occupant `jid` whose login's `context.user` is `user`.
 fn ask_muc(c: &mut Conn, id: u64, jid: &str, nick: &str, user: Value) -> Value {
+    ask_muc_with(c, id, jid, nick, json!({"jitsi_meet_context_user": user}))
+}
+
+/// The muc door's request of occupant `jid` whose session has the fields `session`.
+fn ask_muc_with(c: &mut Conn, id: u64, jid: &str, nick: &str, session: Value) -> Value {
     let stanza = format!(
         "<iq type='get' id='at{id}' from='{jid}' to='{ROOM}/focus'><query xmlns='http://jabber.org/protocol/muc#access-token'/></iq>"
     );
@@ -110,7 +115,7 @@ fn ask_muc(c: &mut Conn, id: u64, jid: &str, nick: &str, user: Value) -> Value {
         json!({"id": id, "op": "access_token", "issuer": MUC, "door": "muc", "stanza": stanza,
         "room": ROOM, "room_exists": true,
         "occupant": {"nick": format!("{ROOM}/{nick}"), "role": "participant", "affiliation": "none"},
-        "session": {"jitsi_meet_context_user": user}}),
+        "session": session}),
     )
 }
 
@@ -340,17 +345,7 @@ fn a_revoked_user_is_refused_at_joins_judged_from_session_fields_and_by_sub_at_b
     }
     let subject = "s1@meet.example.com/web";
     join(&mut c, 5, subject, "subject");
-    let ask = |c: &mut Conn, id: u64, session: Value| {
-        let stanza = format!(
-            "<iq type='get' id='at{id}' from='{subject}' to='{ROOM}/focus'><query xmlns='http://jabber.org/protocol/muc#access-token'/></iq>"
-        );
-        c.call(
-            json!({"id": id, "op": "access_token", "issuer": MUC, "door": "muc", "stanza": stanza,
-            "room": ROOM, "room_exists": true,
-            "occupant": {"nick": format!("{ROOM}/subject"), "role": "participant", "affiliation": "none"},
-            "session": session}),
-        )
-    };
+    let ask = |c: &mut Conn, id: u64, session: Value| ask_muc_with(c, id, subject, "subject", session);
     let before = ask(&mut c, 6, json!({"jitsi_meet_domain": "tenant-x"}));
     let before = access_token(&before);
     assert_eq!(
